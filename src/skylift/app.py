@@ -1,0 +1,141 @@
+"""Builds the ASGI app; its lifespan starts the database, storage, device hub and embedded broker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from skylift import __version__
+from skylift.broker.embedded import EmbeddedBroker
+from skylift.campaigns.endpoints import router as campaigns_router
+from skylift.config import Settings, load_or_create_secret
+from skylift.context import AppContext
+from skylift.db.migrate import upgrade_to_head
+from skylift.db.session import Database
+from skylift.devices import service as device_service
+from skylift.devices.downloads import router as downloads_router
+from skylift.devices.hub import DeviceHub
+from skylift.devices.notices import Notifier
+from skylift.kit.errors import SkyliftError
+from skylift.kit.signing import UrlSigner
+from skylift.packages.endpoints import router as packages_router
+from skylift.packages.storage import LocalStorage
+from skylift.registry.endpoints import router as registry_router
+from skylift.system.endpoints import router as settings_router
+
+log = logging.getLogger("skylift")
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "message": message, "field": field}})
+
+
+def _field_of(location: tuple[Any, ...] | list[Any]) -> str | None:
+    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SkyliftError)
+    async def _skylift_error(_: Request, exc: SkyliftError) -> JSONResponse:
+        return _error(exc.status_code, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        field = _field_of(first.get("loc", ()))
+        message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
+        return _error(422, "invalid", f"{field}: {message}" if field else message, field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "http_error", str(exc.detail))
+
+
+def build_context(settings: Settings) -> tuple[AppContext, bool]:
+    """Collaborators of this process; True when the admin token was generated just now."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    created = False
+    admin_token = settings.admin_token
+    if admin_token is None:
+        admin_token, created = load_or_create_secret(settings.data_dir / "admin-token")
+    secret = settings.secret_key or load_or_create_secret(settings.data_dir / "secret-key")[0]
+    context = AppContext(
+        settings=settings,
+        database=Database(settings.resolved_database_url),
+        storage=LocalStorage(settings.files_dir),
+        signer=UrlSigner(secret),
+        admin_token=admin_token,
+    )
+    return context, created
+
+
+def create_app(settings: Settings | None = None, context: AppContext | None = None) -> FastAPI:
+    if context is None:
+        context, _ = build_context(settings or Settings())
+    settings = context.settings
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await upgrade_to_head(context.database)
+        async with context.database.transaction() as session:
+            await device_service.mark_all_offline(session)
+        hub = DeviceHub(context.database, Notifier(settings, context.signer), settings.mqtt_max_payload_bytes)
+        broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, hub)
+        hub.attach_publisher(broker.publish)
+        await broker.start()
+        context.hub = hub
+        app.state.ready = True
+        log.info(
+            "Skylift %s: HTTP on %s, MQTT on %s:%s",
+            __version__,
+            settings.resolved_public_url,
+            settings.mqtt_host,
+            settings.mqtt_port,
+        )
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await broker.stop()
+            await hub.drain()
+            await context.database.dispose()
+
+    app = FastAPI(
+        title="Skylift",
+        version=__version__,
+        summary="Over-the-air firmware updates for IoT fleets",
+        lifespan=lifespan,
+    )
+    app.state.skylift = context
+    app.state.ready = False
+    install_error_handlers(app)
+
+    api = APIRouter(prefix="/api/v1")
+    for router in (registry_router, packages_router, campaigns_router, settings_router):
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(downloads_router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> JSONResponse:
+        if not app.state.ready:
+            return _error(503, "starting", "Skylift is starting")
+        async with context.database.sessionmaker() as session:
+            await session.execute(text("SELECT 1"))
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,74 @@
+"""amqtt plugins (loaded by dotted path) that tie the embedded broker to the device hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
+from amqtt.session import ApplicationMessage, Session
+
+from skylift.devices.hub import DeviceHub
+from skylift.devices.identity import DeviceIdentity
+from skylift.devices.topics import may_publish, may_subscribe
+
+IDENTITY_KEY = "skylift_identity"
+
+
+def identity_of(session: Session | None) -> DeviceIdentity | None:
+    if session is None:
+        return None
+    identity = session.attributes.get(IDENTITY_KEY)
+    return identity if isinstance(identity, DeviceIdentity) else None
+
+
+@dataclass
+class HubConfig:
+    hub: Any = None
+
+
+class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
+    """A CONNECT is accepted only with a registered device's credentials."""
+
+    Config = HubConfig
+
+    async def authenticate(self, *, session: Session) -> bool | None:
+        if identity_of(session) is not None:
+            return True  # already checked when the CONNECT arrived (see SkyliftBroker)
+        hub: DeviceHub = self.config.hub
+        identity = await hub.authenticate(session.username, session.password, session.client_id)
+        if identity is None:
+            return False
+        session.attributes[IDENTITY_KEY] = identity
+        return True
+
+
+class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
+    """A device publishes and subscribes only on its own topics."""
+
+    Config = HubConfig
+
+    async def topic_filtering(
+        self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
+    ) -> bool | None:
+        identity = identity_of(session)
+        if identity is None or topic is None:
+            return False
+        if action == Action.PUBLISH:
+            return may_publish(identity, topic)
+        return may_subscribe(identity, topic)
+
+
+class DeviceMessagePlugin(BasePlugin[Any]):  # type: ignore[misc]
+    """Hands every accepted device message to the hub."""
+
+    Config = HubConfig
+
+    async def on_broker_message_broadcast(self, *, client_id: str, message: ApplicationMessage) -> None:
+        # No await before submit: hooks start in arrival order, and submit keeps that order per device.
+        identity = identity_of(self.context.get_session(client_id))
+        if identity is None or message.topic is None:
+            return
+        hub: DeviceHub = self.config.hub
+        hub.submit(identity, message.topic, bytes(message.data or b""))

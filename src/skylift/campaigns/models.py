@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from skylift.db.base import Base, TimestampMixin, UtcDateTime
+from skylift.packages.models import Package
+from skylift.registry.models import Device
+
+
+class Campaign(TimestampMixin, Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    protocol: Mapped[str] = mapped_column(String(8))
+    mode: Mapped[str] = mapped_column(String(16))
+    push: Mapped[bool] = mapped_column(Boolean, default=True)
+    source_versions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    ext_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16))
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    package: Mapped[Package] = relationship()
+
+
+class CampaignDevice(TimestampMixin, Base):
+    """One device's attempt(s) in one campaign."""
+
+    __tablename__ = "campaign_devices"
+    __table_args__ = (UniqueConstraint("campaign_id", "device_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    module: Mapped[str] = mapped_column(String(64))
+    target_version: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    step_desc: Mapped[str] = mapped_column(Text, default="")
+    failure_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # True from the notice until the first version report of the attempt has been judged.
+    awaiting_version_report: Mapped[bool] = mapped_column(Boolean, default=False)
+    notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    campaign: Mapped[Campaign] = relationship()
+    device: Mapped[Device] = relationship()

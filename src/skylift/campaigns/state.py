@@ -1,0 +1,178 @@
+"""The device-in-campaign state machine, free of I/O.
+
+An attempt moves pending → notified → downloading → upgrading → succeeded | failed, and can be
+canceled. Success and failure are final for an attempt; a retry starts a new attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from skylift.kit.versions import same_version
+
+MAX_DESC_LENGTH = 128
+
+
+class DeviceState(StrEnum):
+    PENDING = "pending"
+    NOTIFIED = "notified"
+    DOWNLOADING = "downloading"
+    UPGRADING = "upgrading"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+IN_PROGRESS = frozenset({DeviceState.NOTIFIED, DeviceState.DOWNLOADING, DeviceState.UPGRADING})
+FINAL = frozenset({DeviceState.SUCCEEDED, DeviceState.FAILED, DeviceState.CANCELED})
+RETRYABLE = frozenset({DeviceState.FAILED, DeviceState.CANCELED})
+
+
+class FailureReason(StrEnum):
+    UPGRADE_FAILED = "upgrade failed"
+    DOWNLOAD_FAILED = "download failed"
+    VERIFICATION_FAILED = "verification failed"
+    FLASHING_FAILED = "flashing failed"
+    VERSION_MISMATCH = "version mismatch"
+    OFFLINE = "offline"
+    TIMEOUT = "timeout"
+
+
+# The seeds' negative progress steps.
+STEP_FAILURES = {
+    -1: FailureReason.UPGRADE_FAILED,
+    -2: FailureReason.DOWNLOAD_FAILED,
+    -3: FailureReason.VERIFICATION_FAILED,
+    -4: FailureReason.FLASHING_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    state: DeviceState = DeviceState.PENDING
+    progress: int = 0
+    step_desc: str = ""
+    failure_reason: str | None = None
+    attempts: int = 0
+    awaiting_version_report: bool = False
+
+
+@dataclass(frozen=True)
+class Notified:
+    """The upgrade notice was handed to the broker for the device."""
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """The notice could not be sent (the device is offline)."""
+
+    reason: str = FailureReason.OFFLINE
+
+
+@dataclass(frozen=True)
+class Progressed:
+    step: int
+    desc: str = ""
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """The server finished sending the whole package file to the device."""
+
+
+@dataclass(frozen=True)
+class VersionReported:
+    version: str
+    target_version: str
+
+
+@dataclass(frozen=True)
+class Canceled:
+    pass
+
+
+@dataclass(frozen=True)
+class RetryRequested:
+    pass
+
+
+Event = Notified | Unreachable | Progressed | Downloaded | VersionReported | Canceled | RetryRequested
+
+
+def is_valid_step(step: int) -> bool:
+    return step in STEP_FAILURES or 0 <= step <= 100
+
+
+def transition(attempt: Attempt, event: Event) -> Attempt:
+    """The attempt after `event`; the same object when the event does not apply in this state."""
+    state = attempt.state
+    match event:
+        case Notified():
+            if state is not DeviceState.PENDING:
+                return attempt
+            return Attempt(
+                state=DeviceState.NOTIFIED,
+                attempts=attempt.attempts + 1,
+                awaiting_version_report=True,
+            )
+        case Unreachable(reason=reason):
+            if state is not DeviceState.PENDING:
+                return attempt
+            return replace(attempt, state=DeviceState.FAILED, failure_reason=reason, attempts=attempt.attempts + 1)
+        case Progressed(step=step, desc=desc):
+            if state not in IN_PROGRESS or not is_valid_step(step):
+                return attempt
+            desc = desc[:MAX_DESC_LENGTH]
+            if step in STEP_FAILURES:
+                return replace(
+                    attempt,
+                    state=DeviceState.FAILED,
+                    step_desc=desc,
+                    failure_reason=STEP_FAILURES[step],
+                    awaiting_version_report=False,
+                )
+            if step == 100:
+                return replace(
+                    attempt,
+                    state=DeviceState.SUCCEEDED,
+                    progress=100,
+                    step_desc=desc,
+                    awaiting_version_report=False,
+                )
+            # Once the whole file was served the device is flashing; progress keeps counting.
+            next_state = DeviceState.UPGRADING if state is DeviceState.UPGRADING else DeviceState.DOWNLOADING
+            return replace(attempt, state=next_state, progress=step, step_desc=desc)
+        case Downloaded():
+            if state not in (DeviceState.NOTIFIED, DeviceState.DOWNLOADING):
+                return attempt
+            return replace(attempt, state=DeviceState.UPGRADING)
+        case VersionReported(version=version, target_version=target):
+            if state not in IN_PROGRESS:
+                return attempt
+            if same_version(version, target):
+                return replace(attempt, state=DeviceState.SUCCEEDED, progress=100, awaiting_version_report=False)
+            if attempt.awaiting_version_report:
+                return replace(
+                    attempt,
+                    state=DeviceState.FAILED,
+                    failure_reason=FailureReason.VERSION_MISMATCH,
+                    awaiting_version_report=False,
+                )
+            return attempt
+        case Canceled():
+            if state in FINAL:
+                return attempt
+            return replace(attempt, state=DeviceState.CANCELED, failure_reason=None, awaiting_version_report=False)
+        case RetryRequested():
+            if state not in RETRYABLE:
+                return attempt
+            return replace(
+                attempt,
+                state=DeviceState.PENDING,
+                progress=0,
+                step_desc="",
+                failure_reason=None,
+                awaiting_version_report=False,
+            )
+    return attempt

@@ -1,0 +1,50 @@
+"""The `skylift` command."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from skylift.config import Settings
+
+app = typer.Typer(help="Skylift: over-the-air firmware updates for IoT fleets.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@app.command()
+def serve() -> None:
+    """Run the HTTP API, the embedded MQTT broker and the rollout engine in one process."""
+    from skylift.app import build_context, create_app
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)
+    # Generate (or load) the admin token before the app starts, so a new one can be shown once.
+    context, created = build_context(settings)
+    if created:
+        console.print(f"[bold]Admin token (shown once, kept in {settings.data_dir / 'admin-token'}):[/bold]")
+        console.print(context.admin_token, highlight=False, soft_wrap=True)
+    asgi = create_app(context=context)
+    config = uvicorn.Config(
+        asgi,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from skylift import __version__
+
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

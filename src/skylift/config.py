@@ -1,0 +1,80 @@
+"""Process-wide settings, read once from SKYLIFT_* environment variables."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SKYLIFT_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("./skylift-data")
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    mqtt_host: str = "0.0.0.0"
+    mqtt_port: int = Field(default=1883, ge=0, le=65535)
+    admin_token: str | None = None
+    secret_key: str | None = None
+    public_url: str | None = None
+    public_https_url: str | None = None
+    database_url: str | None = None
+    download_url_ttl_seconds: int = Field(default=86_400, ge=1)
+    mqtt_max_payload_bytes: int = Field(default=65_536, ge=256)
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        for name in ("admin_token", "secret_key"):
+            value = getattr(self, name)
+            if value is None or len(value) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"SKYLIFT_{name.upper()} must be set to at least {MIN_SECRET_LENGTH} characters in production"
+                )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'skylift.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+    @property
+    def resolved_public_https_url(self) -> str | None:
+        """Base of https:// download URLs, or None when this deployment has no TLS endpoint."""
+        if self.public_https_url:
+            return self.public_https_url.rstrip("/")
+        if self.public_url and self.public_url.startswith("https://"):
+            return self.public_url.rstrip("/")
+        return None
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+
+def load_or_create_secret(path: Path) -> tuple[str, bool]:
+    """Read a generated secret kept in the data dir, creating it on first use; True when just created."""
+    if path.exists():
+        return path.read_text().strip(), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value, True

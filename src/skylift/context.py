@@ -1,0 +1,30 @@
+"""The long-lived collaborators of one running Skylift process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from skylift.config import Settings
+from skylift.db.session import Database
+from skylift.kit.signing import UrlSigner
+from skylift.packages.storage import LocalStorage
+
+if TYPE_CHECKING:
+    from skylift.devices.hub import DeviceHub
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    database: Database
+    storage: LocalStorage
+    signer: UrlSigner
+    admin_token: str
+    hub: DeviceHub | None = field(default=None)
+
+    @property
+    def device_hub(self) -> DeviceHub:
+        if self.hub is None:
+            raise RuntimeError("the device hub is not running")
+        return self.hub

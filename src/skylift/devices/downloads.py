@@ -1,0 +1,63 @@
+"""Package downloads over HTTP(S): signed expiring URLs, ETag, and Range for resume."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from starlette.background import BackgroundTask
+from starlette.responses import FileResponse
+
+from skylift.deps import ContextDep
+from skylift.kit.errors import Forbidden, NotFound
+from skylift.packages.models import PackageFile
+
+router = APIRouter(tags=["downloads"])
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def download_path(file: PackageFile) -> str:
+    return f"/dl/{file.id}/{quote(file.name)}"
+
+
+def reaches_end(range_header: str | None, size: int) -> bool:
+    """Whether a response to this Range header carries the file's last byte (a finished download)."""
+    if not range_header:
+        return True
+    match = _RANGE.match(range_header.strip())
+    if match is None:
+        return False
+    start, end = match.groups()
+    if not start:
+        return bool(end)
+    return not end or int(end) >= size - 1
+
+
+@router.api_route("/dl/{file_id}/{filename}", methods=["GET", "HEAD"], summary="Download a package file (signed URL)")
+async def download(
+    file_id: int,
+    filename: str,
+    request: Request,
+    context: ContextDep,
+    expires: str = "",
+    signature: str = "",
+    grant: str = "",
+) -> FileResponse:
+    async with context.database.transaction() as session:
+        file = await session.get(PackageFile, file_id)
+    if file is None or file.name != filename:
+        raise NotFound("no such file", field="file_id")
+    if not context.signer.verify(download_path(file), expires, signature, grant):
+        raise Forbidden("the download URL is invalid or has expired", field="signature")
+    background = None
+    if grant and request.method == "GET" and reaches_end(request.headers.get("range"), file.size):
+        background = BackgroundTask(context.device_hub.download_finished, grant)
+    return FileResponse(
+        context.storage.path(file.storage_key),
+        media_type="application/octet-stream",
+        filename=file.name,
+        headers={"ETag": f'"{file.sha256}"', "Cache-Control": "private, max-age=0"},
+        background=background,
+    )

@@ -1,0 +1,33 @@
+"""Who a connected device is, and which topic ids are its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class LoginStyle(StrEnum):
+    TOKEN = "token"  # seed 002: username = access token, topics carry the token
+    PRODUCT_KEY = "product_key"  # seed 004: username = DeviceName&ProductKey, topics carry pk/dn
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    device_id: int
+    product_id: int
+    product_key: str
+    name: str
+    access_token: str
+    login_style: LoginStyle
+
+    @property
+    def session_key(self) -> str:
+        # Broker sessions are keyed by device, not by the free-form client id the device chose.
+        return f"skylift-device-{self.device_id}"
+
+    @property
+    def key_path(self) -> str:
+        return f"{self.product_key}/{self.name}"
+
+    def owns_topic_id(self, topic_id: str) -> bool:
+        return topic_id in (self.access_token, self.key_path)

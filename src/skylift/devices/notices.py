@@ -1,0 +1,97 @@
+"""Composing upgrade notices for one device and queueing them to go out after commit."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skylift.campaigns.models import Campaign, CampaignDevice
+from skylift.config import Settings
+from skylift.db.session import after_commit
+from skylift.devices.dialects import product_key, token
+from skylift.devices.dialects.base import Notice, NoticeFile
+from skylift.devices.downloads import download_path
+from skylift.devices.identity import LoginStyle
+from skylift.devices.topics import upgrade_topic
+from skylift.kit.signing import UrlSigner
+from skylift.packages.models import Package
+from skylift.registry.models import Device, Product
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+
+def download_grant(attempt: CampaignDevice) -> str:
+    """Binds a download URL to one attempt, so that finishing it moves only that attempt."""
+    return f"cd{attempt.id}.{attempt.attempts}"
+
+
+def parse_grant(grant: str) -> tuple[int, int] | None:
+    head, _, attempt = grant.partition(".")
+    if not head.startswith("cd") or not head[2:].isdigit() or not attempt.isdigit():
+        return None
+    return int(head[2:]), int(attempt)
+
+
+def new_message_id() -> int:
+    # Seed 002 describes ids as ten-digit numbers unique per device.
+    return 1_000_000_000 + secrets.randbelow(9_000_000_000)
+
+
+class Notifier:
+    def __init__(self, settings: Settings, signer: UrlSigner) -> None:
+        self._settings = settings
+        self._signer = signer
+        self.publish: Publish | None = None
+
+    def base_url(self, protocol: str) -> str:
+        if protocol == "https":
+            https = self._settings.resolved_public_https_url
+            if https is None:
+                raise RuntimeError("an https campaign needs SKYLIFT_PUBLIC_HTTPS_URL")
+            return https
+        return self._settings.resolved_public_url
+
+    def supports(self, protocol: str) -> bool:
+        return protocol != "https" or self._settings.resolved_public_https_url is not None
+
+    def compose(self, campaign: Campaign, package: Package, attempt: CampaignDevice) -> Notice:
+        base = self.base_url(campaign.protocol)
+        grant = download_grant(attempt)
+        ttl = self._settings.download_url_ttl_seconds
+        files = [
+            NoticeFile(
+                name=f.name,
+                size=f.size,
+                url=self._signer.sign(base, download_path(f), ttl, grant),
+                md5=f.md5,
+                sha256=f.sha256,
+            )
+            for f in package.files
+        ]
+        return Notice(
+            message_id=new_message_id(),
+            module=package.module,
+            version=package.version,
+            sign_method=package.sign_method,
+            files=files,
+            ext_data=dict(campaign.ext_data or {}),
+        )
+
+    def queue(self, session: AsyncSession, device: Device, product: Product, notice: Notice) -> None:
+        """Send the notice in the device's own dialect once the transaction commits."""
+        if device.login_style == LoginStyle.PRODUCT_KEY:
+            topic = upgrade_topic(f"{product.product_key}/{device.name}")
+            payload = product_key.render_notice(notice, product.notice_style)
+        else:
+            topic = upgrade_topic(device.access_token)
+            payload = token.render_notice(notice)
+        publish = self.publish
+        if publish is None:
+            raise RuntimeError("no broker link to send notices through")
+
+        async def send() -> None:
+            await publish(topic, payload)
+
+        after_commit(session, send)

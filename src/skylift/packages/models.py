@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from skylift.db.base import Base, TimestampMixin
+
+
+class Package(TimestampMixin, Base):
+    __tablename__ = "packages"
+    # A full image has source_version "" so the constraint also holds where NULLs would be distinct.
+    __table_args__ = (UniqueConstraint("product_id", "module", "version", "type", "source_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    module: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(8))
+    source_version: Mapped[str] = mapped_column(String(64), default="")
+    sign_method: Mapped[str] = mapped_column(String(8))
+    verify_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+    files: Mapped[list[PackageFile]] = relationship(
+        back_populates="package", order_by="PackageFile.position", cascade="all, delete-orphan"
+    )
+
+
+class PackageFile(Base):
+    __tablename__ = "package_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("packages.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(255))
+
+    package: Mapped[Package] = relationship(back_populates="files")

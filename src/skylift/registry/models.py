@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from skylift.db.base import Base, TimestampMixin, UtcDateTime
+
+DEFAULT_MODULE = "default"
+
+
+class Product(TimestampMixin, Base):
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    product_key: Mapped[str] = mapped_column(String(32), unique=True)
+    # Which upgrade-notice envelope product-key devices get: "alibaba" (code "1000") or "sagoo" ("200").
+    notice_style: Mapped[str] = mapped_column(String(16), default="alibaba")
+
+    modules: Mapped[list[Module]] = relationship(back_populates="product", order_by="Module.id")
+
+
+class Module(TimestampMixin, Base):
+    __tablename__ = "modules"
+    __table_args__ = (UniqueConstraint("product_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    alias: Mapped[str] = mapped_column(String(64), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+
+    product: Mapped[Product] = relationship(back_populates="modules")
+
+
+class Device(TimestampMixin, Base):
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("product_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    access_token: Mapped[str] = mapped_column(String(64), unique=True)
+    device_secret: Mapped[str] = mapped_column(String(64))
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    # Topic family the device last logged in with ("token" or "product_key"): notices go there.
+    login_style: Mapped[str | None] = mapped_column(String(16), default=None)
+    # Bumped on every accepted connection; a disconnect of an older connection is stale.
+    connection_epoch: Mapped[int] = mapped_column(Integer, default=0)
+
+    product: Mapped[Product] = relationship()
+    versions: Mapped[list[DeviceVersion]] = relationship(
+        back_populates="device", order_by="DeviceVersion.module", cascade="all, delete-orphan"
+    )
+
+
+class DeviceVersion(Base):
+    __tablename__ = "device_versions"
+    __table_args__ = (UniqueConstraint("device_id", "module"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    module: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    device: Mapped[Device] = relationship(back_populates="versions")

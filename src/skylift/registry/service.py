@@ -1,0 +1,156 @@
+"""Products, modules and devices."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from skylift.db.base import utcnow
+from skylift.kit.errors import Conflict, Invalid, NotFound
+from skylift.registry.models import DEFAULT_MODULE, Device, DeviceVersion, Module, Product
+from skylift.registry.schemas import DeviceCreate, DeviceOut, ModuleCreate, ProductCreate
+
+MODULE_ALIASES = {"main": DEFAULT_MODULE}
+_KEY_ALPHABET = string.ascii_letters + string.digits
+
+
+def canonical_module(name: str | None) -> str:
+    """`main` (EZtCloud) and an absent module both mean the whole-device `default` module."""
+    if not name:
+        return DEFAULT_MODULE
+    return MODULE_ALIASES.get(name, name)
+
+
+def _new_product_key() -> str:
+    return "a1" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(9))
+
+
+async def create_product(session: AsyncSession, data: ProductCreate) -> Product:
+    if await session.scalar(select(Product.id).where(Product.name == data.name)) is not None:
+        raise Conflict(f"a product named {data.name!r} already exists", field="name")
+    product = Product(
+        name=data.name,
+        description=data.description,
+        notice_style=data.notice_style,
+        product_key=_new_product_key(),
+    )
+    product.modules = [Module(name=DEFAULT_MODULE, alias="main", description="Whole-device firmware")]
+    session.add(product)
+    await session.flush()
+    return product
+
+
+async def get_product(session: AsyncSession, product_id: int, field: str = "product_id") -> Product:
+    product = await session.scalar(
+        select(Product).where(Product.id == product_id).options(selectinload(Product.modules))
+    )
+    if product is None:
+        raise NotFound(f"product {product_id} does not exist", field=field)
+    return product
+
+
+async def list_products(session: AsyncSession) -> list[Product]:
+    return list(
+        (await session.scalars(select(Product).options(selectinload(Product.modules)).order_by(Product.id))).all()
+    )
+
+
+async def create_module(session: AsyncSession, data: ModuleCreate) -> Module:
+    product = await get_product(session, data.product_id)
+    if data.name in MODULE_ALIASES:
+        raise Invalid(f"{data.name!r} is an alias of the default module", field="name")
+    if any(module.name == data.name for module in product.modules):
+        raise Conflict(f"product {product.id} already has a module {data.name!r}", field="name")
+    module = Module(product_id=product.id, name=data.name, alias=data.alias, description=data.description)
+    session.add(module)
+    await session.flush()
+    return module
+
+
+async def require_module(session: AsyncSession, product_id: int, name: str, field: str = "module") -> str:
+    module = canonical_module(name)
+    exists = await session.scalar(select(Module.id).where(Module.product_id == product_id, Module.name == module))
+    if exists is None:
+        raise Invalid(f"product {product_id} has no module {name!r}; create it first", field=field)
+    return module
+
+
+def _new_secret() -> str:
+    return secrets.token_hex(16)
+
+
+async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
+    product = await get_product(session, data.product_id)
+    if (
+        await session.scalar(select(Device.id).where(Device.product_id == product.id, Device.name == data.name))
+        is not None
+    ):
+        raise Conflict(f"product {product.id} already has a device named {data.name!r}", field="name")
+    device = Device(product_id=product.id, name=data.name, access_token=_new_secret(), device_secret=_new_secret())
+    session.add(device)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("the device could not be registered; try again", field="name") from exc
+    return await get_device(session, device.id)
+
+
+def device_out(device: Device) -> DeviceOut:
+    return DeviceOut(
+        id=device.id,
+        product_id=device.product_id,
+        product_key=device.product.product_key,
+        name=device.name,
+        access_token=device.access_token,
+        device_secret=device.device_secret,
+        online=device.online,
+        last_seen_at=device.last_seen_at,
+        versions={v.module: v.version for v in device.versions},
+        created_at=device.created_at,
+    )
+
+
+async def get_device(session: AsyncSession, device_id: int) -> Device:
+    device = await session.scalar(
+        select(Device)
+        .where(Device.id == device_id)
+        .options(selectinload(Device.versions), selectinload(Device.product))
+    )
+    if device is None:
+        raise NotFound(f"device {device_id} does not exist", field="device_id")
+    return device
+
+
+async def list_devices(session: AsyncSession, product_id: int | None) -> list[Device]:
+    query = select(Device).options(selectinload(Device.versions), selectinload(Device.product)).order_by(Device.id)
+    if product_id is not None:
+        query = query.where(Device.product_id == product_id)
+    return list((await session.scalars(query)).all())
+
+
+async def record_version(session: AsyncSession, device_id: int, module: str, version: str) -> None:
+    row = await session.scalar(
+        select(DeviceVersion).where(DeviceVersion.device_id == device_id, DeviceVersion.module == module)
+    )
+    if row is None:
+        session.add(DeviceVersion(device_id=device_id, module=module, version=version, reported_at=utcnow()))
+    else:
+        row.version = version
+        row.reported_at = utcnow()
+    await session.flush()
+
+
+async def version_distribution(session: AsyncSession, product_id: int, module: str) -> dict[str, int]:
+    await get_product(session, product_id, field="id")
+    rows = await session.execute(
+        select(DeviceVersion.version, func.count())
+        .join(Device, Device.id == DeviceVersion.device_id)
+        .where(Device.product_id == product_id, DeviceVersion.module == canonical_module(module))
+        .group_by(DeviceVersion.version)
+    )
+    return {version: count for version, count in rows.tuples()}

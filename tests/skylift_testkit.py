@@ -1,0 +1,281 @@
+"""Test helpers: a real Skylift server in a subprocess, and devices played with paho-mqtt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll until `condition()` is truthy and return it; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Server:
+    http_url: str
+    mqtt_port: int
+    admin_token: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def api(self, token: str | None = None) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.http_url}/api/v1",
+            headers={"Authorization": f"Bearer {token or self.admin_token}"},
+            timeout=30,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def running_server(data_dir: Path, **env: str) -> Iterator[Server]:
+    """Start `skylift serve` as a subprocess and wait for /healthz; stop it afterwards."""
+    http_port, mqtt_port = free_port(), free_port()
+    token = secrets.token_urlsafe(32)
+    environment = {
+        **os.environ,
+        "SKYLIFT_DATA_DIR": str(data_dir),
+        "SKYLIFT_HTTP_HOST": "127.0.0.1",
+        "SKYLIFT_HTTP_PORT": str(http_port),
+        "SKYLIFT_MQTT_HOST": "127.0.0.1",
+        "SKYLIFT_MQTT_PORT": str(mqtt_port),
+        "SKYLIFT_ADMIN_TOKEN": token,
+        **env,
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "skylift.cli", "serve"], env=environment, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    server = Server(f"http://127.0.0.1:{http_port}", mqtt_port, token, data_dir, process, log_path)
+    try:
+        wait_until(lambda: _healthy(server), timeout=30, what="the server to become healthy")
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _healthy(server: Server) -> bool:
+    if server.process.poll() is not None:
+        raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
+    try:
+        return httpx.get(f"{server.http_url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@dataclass
+class Fleet:
+    """A product with its devices and packages, created through the management API."""
+
+    api: httpx.Client
+    product: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, api: httpx.Client, **product: Any) -> Fleet:
+        response = api.post("/products", json={"name": unique("product"), **product})
+        assert response.status_code == 201, response.text
+        return cls(api=api, product=response.json())
+
+    @property
+    def product_id(self) -> int:
+        return int(self.product["id"])
+
+    @property
+    def product_key(self) -> str:
+        return str(self.product["product_key"])
+
+    def device(self, name: str | None = None) -> dict[str, Any]:
+        response = self.api.post("/devices", json={"product_id": self.product_id, "name": name or unique("dev")})
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def module(self, name: str) -> dict[str, Any]:
+        response = self.api.post("/modules", json={"product_id": self.product_id, "name": name})
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def upload(self, content: bytes, version: str, filename: str = "firmware.bin", **fields: Any) -> httpx.Response:
+        data = {"product_id": str(self.product_id), "name": f"fw {version}", "version": version, **fields}
+        return self.api.post("/packages", data=data, files={"file": (filename, content, "application/octet-stream")})
+
+    def package(self, content: bytes, version: str, **fields: Any) -> dict[str, Any]:
+        response = self.upload(content, version, **fields)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def campaign(self, package_id: int, **fields: Any) -> dict[str, Any]:
+        response = self.api.post("/campaigns", json={"name": unique("campaign"), "package_id": package_id, **fields})
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def attempts(self, campaign_id: int) -> dict[int, dict[str, Any]]:
+        response = self.api.get(f"/campaigns/{campaign_id}/devices")
+        assert response.status_code == 200, response.text
+        return {item["device_id"]: item for item in response.json()["items"]}
+
+    def wait_state(self, campaign_id: int, device_id: int, state: str, timeout: float = 10) -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            attempt = self.attempts(campaign_id)[device_id]
+            return attempt if attempt["state"] == state else None
+
+        return wait_until(reached, timeout=timeout, what=f"device {device_id} to be {state}")
+
+
+class SimDevice:
+    """A device played with paho-mqtt, speaking the seeds' payloads verbatim."""
+
+    def __init__(
+        self,
+        server: Server,
+        username: str,
+        password: str | None,
+        topic_id: str,
+        client_id: str | None = None,
+    ) -> None:
+        self.server = server
+        self.topic_id = topic_id
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.connack: ReasonCode | None = None
+        self.connected = False
+        self._suback: queue.Queue[list[ReasonCode]] = queue.Queue()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or unique("client"))
+        self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = lambda _c, _u, message: self.messages.put((message.topic, message.payload))
+        self.client.on_subscribe = lambda _c, _u, _mid, codes, _p: self._suback.put(list(codes))
+
+    @classmethod
+    def token(cls, server: Server, device: dict[str, Any], **kwargs: Any) -> SimDevice:
+        return cls(server, device["access_token"], None, device["access_token"], **kwargs)
+
+    @classmethod
+    def product_key(cls, server: Server, device: dict[str, Any], password: str | None = None, **kw: Any) -> SimDevice:
+        username = f"{device['name']}&{device['product_key']}"
+        topic_id = f"{device['product_key']}/{device['name']}"
+        return cls(server, username, password or device["device_secret"], topic_id, **kw)
+
+    def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _props: Any) -> None:
+        self.connack = reason
+        self.connected = not reason.is_failure
+
+    def _on_disconnect(self, *_args: Any) -> None:
+        self.connected = False
+
+    def connect(self, subscribe: bool = True) -> SimDevice:
+        self.client.connect("127.0.0.1", self.server.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        wait_until(lambda: self.connack is not None, what="CONNACK")
+        if self.connected and subscribe:
+            codes = self.subscribe(f"/ota/device/upgrade/{self.topic_id}")
+            assert not codes[0].is_failure, codes
+        return self
+
+    def try_connect(self) -> ReasonCode:
+        self.client.connect("127.0.0.1", self.server.mqtt_port, keepalive=30)
+        self.client.loop_start()
+        return wait_until(lambda: self.connack, what="CONNACK")
+
+    def subscribe(self, topic: str) -> list[ReasonCode]:
+        self.client.subscribe(topic, qos=1)
+        return self._suback.get(timeout=10)
+
+    def publish(self, topic: str, payload: dict[str, Any] | bytes) -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        info = self.client.publish(topic, body, qos=1)
+        info.wait_for_publish(timeout=10)
+
+    def inform(self, version: str, module: str | None = None) -> None:
+        params: dict[str, Any] = {"version": version}
+        if module is not None:
+            params["module"] = module
+        self.publish(f"/ota/device/inform/{self.topic_id}", {"id": "147258369", "params": params})
+
+    def progress_002(self, step: int, desc: str = "", module: str | None = None) -> None:
+        body: dict[str, Any] = {"step": str(step), "desc": desc}
+        if module is not None:
+            body["module"] = module
+        self.publish(f"/ota/device/progress/{self.topic_id}", body)
+
+    def progress_004(self, step: int, desc: str = "") -> None:
+        self.publish(f"/ota/device/progress/{self.topic_id}", {"id": 1, "params": {"step": str(step), "desc": desc}})
+
+    def next_message(self, timeout: float = 10) -> tuple[str, dict[str, Any]]:
+        topic, payload = self.messages.get(timeout=timeout)
+        return topic, json.loads(payload)
+
+    def notice(self, timeout: float = 10) -> dict[str, Any]:
+        topic, body = self.next_message(timeout)
+        assert topic == f"/ota/device/upgrade/{self.topic_id}", topic
+        return body
+
+    def no_message(self, within: float = 1.0) -> bool:
+        try:
+            self.messages.get(timeout=within)
+        except queue.Empty:
+            return True
+        return False
+
+    def disconnect(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def firmware(size: int, seed: int = 0) -> bytes:
+    """Deterministic pseudo-random bytes, so every test file differs from the others."""
+    block = hashlib.sha256(f"firmware-{seed}".encode()).digest()
+    return (block * (size // len(block) + 1))[:size]
