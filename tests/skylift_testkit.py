@@ -69,11 +69,20 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+@dataclass(frozen=True)
+class Ports:
+    """Fixed addresses, so that a restarted server is found where devices left it."""
+
+    http: int = field(default_factory=free_port)
+    mqtt: int = field(default_factory=free_port)
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+
+
 @contextmanager
-def running_server(data_dir: Path, **env: str) -> Iterator[Server]:
+def running_server(data_dir: Path, ports: Ports | None = None, **env: str) -> Iterator[Server]:
     """Start `skylift serve` as a subprocess and wait for /healthz; stop it afterwards."""
-    http_port, mqtt_port = free_port(), free_port()
-    token = secrets.token_urlsafe(32)
+    ports = ports or Ports()
+    http_port, mqtt_port, token = ports.http, ports.mqtt, ports.token
     environment = {
         **os.environ,
         "SKYLIFT_DATA_DIR": str(data_dir),
@@ -187,12 +196,16 @@ class SimDevice:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.connack: ReasonCode | None = None
         self.connected = False
+        self.notices: list[dict[str, Any]] = []
+        # When set, the device answers every notice with this progress step (100 = success, -1 = failure).
+        self.auto_step: int | None = None
+        self._subscriptions: list[str] = []
         self._suback: queue.Queue[list[ReasonCode]] = queue.Queue()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or unique("client"))
         self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = lambda _c, _u, message: self.messages.put((message.topic, message.payload))
+        self.client.on_message = self._on_message
         self.client.on_subscribe = lambda _c, _u, _mid, codes, _p: self._suback.put(list(codes))
 
     @classmethod
@@ -208,11 +221,25 @@ class SimDevice:
     def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _props: Any) -> None:
         self.connack = reason
         self.connected = not reason.is_failure
+        if self.connected:
+            # paho reconnects by itself after a server restart; a clean session must subscribe again.
+            for topic in self._subscriptions:
+                self.client.subscribe(topic, qos=1)
+
+    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == f"/ota/device/upgrade/{self.topic_id}":
+            self.notices.append(json.loads(message.payload))
+            if self.auto_step is not None:
+                body = json.dumps({"step": str(self.auto_step), "desc": "auto"}).encode()
+                self.client.publish(f"/ota/device/progress/{self.topic_id}", body, qos=1)
+                return
+        self.messages.put((message.topic, message.payload))
 
     def _on_disconnect(self, *_args: Any) -> None:
         self.connected = False
 
     def connect(self, subscribe: bool = True) -> SimDevice:
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.connect("127.0.0.1", self.server.mqtt_port, keepalive=30)
         self.client.loop_start()
         wait_until(lambda: self.connack is not None, what="CONNACK")
@@ -227,6 +254,7 @@ class SimDevice:
         return wait_until(lambda: self.connack, what="CONNACK")
 
     def subscribe(self, topic: str) -> list[ReasonCode]:
+        self._subscriptions.append(topic)
         self.client.subscribe(topic, qos=1)
         return self._suback.get(timeout=10)
 

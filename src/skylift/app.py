@@ -17,12 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from skylift import __version__
 from skylift.broker.embedded import EmbeddedBroker
 from skylift.campaigns.endpoints import router as campaigns_router
+from skylift.campaigns.engine import RolloutEngine
 from skylift.config import Settings, load_or_create_secret
 from skylift.context import AppContext
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database
 from skylift.devices import service as device_service
 from skylift.devices.downloads import router as downloads_router
+from skylift.devices.http_api import router as device_api_router
 from skylift.devices.hub import DeviceHub
 from skylift.devices.notices import Notifier
 from skylift.kit.errors import SkyliftError
@@ -30,6 +32,7 @@ from skylift.kit.signing import UrlSigner
 from skylift.packages.endpoints import router as packages_router
 from skylift.packages.storage import LocalStorage
 from skylift.registry.endpoints import router as registry_router
+from skylift.system.endpoints import audit_router
 from skylift.system.endpoints import router as settings_router
 
 log = logging.getLogger("skylift")
@@ -89,11 +92,18 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         await upgrade_to_head(context.database)
         async with context.database.transaction() as session:
             await device_service.mark_all_offline(session)
-        hub = DeviceHub(context.database, Notifier(settings, context.signer), settings.mqtt_max_payload_bytes)
+        hub = DeviceHub(
+            context.database, Notifier(settings, context.signer), settings.mqtt_max_payload_bytes, context.storage
+        )
         broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, hub)
         hub.attach_publisher(broker.publish)
+        engine = RolloutEngine(context.database, hub.notifier, hub.is_ready, settings.engine_interval_seconds)
+        hub.wake_engine = engine.wake
+        hub.on_device_ready.append(engine.device_ready)
         await broker.start()
         context.hub = hub
+        context.engine = engine
+        engine.start()
         app.state.ready = True
         log.info(
             "Skylift %s: HTTP on %s, MQTT on %s:%s",
@@ -106,6 +116,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             yield
         finally:
             app.state.ready = False
+            await engine.stop()
             await broker.stop()
             await hub.drain()
             await context.database.dispose()
@@ -121,10 +132,11 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")
-    for router in (registry_router, packages_router, campaigns_router, settings_router):
+    for router in (registry_router, packages_router, campaigns_router, settings_router, audit_router):
         api.include_router(router)
     app.include_router(api)
     app.include_router(downloads_router)
+    app.include_router(device_api_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:

@@ -34,6 +34,8 @@ def serve() -> None:
         port=settings.http_port,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        ssl_certfile=settings.tls_cert_file,
+        ssl_keyfile=settings.tls_key_file,
     )
     uvicorn.Server(config).run()
 

@@ -6,7 +6,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, FilePath, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
@@ -28,7 +28,21 @@ class Settings(BaseSettings):
     database_url: str | None = None
     download_url_ttl_seconds: int = Field(default=86_400, ge=1)
     mqtt_max_payload_bytes: int = Field(default=65_536, ge=256)
+    engine_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "INFO"
+    # Serve HTTPS on the HTTP port with this certificate (PEM, chain included) and key.
+    tls_cert_file: FilePath | None = None
+    tls_key_file: FilePath | None = None
+
+    @model_validator(mode="after")
+    def _tls_needs_cert_and_key(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("SKYLIFT_TLS_CERT_FILE and SKYLIFT_TLS_KEY_FILE go together: set both or neither")
+        return self
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.tls_cert_file is not None
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_in_production(self) -> Settings:
@@ -53,15 +67,15 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
-        return f"http://{host}:{self.http_port}"
+        return f"{'https' if self.serves_tls else 'http'}://{host}:{self.http_port}"
 
     @property
     def resolved_public_https_url(self) -> str | None:
         """Base of https:// download URLs, or None when this deployment has no TLS endpoint."""
         if self.public_https_url:
             return self.public_https_url.rstrip("/")
-        if self.public_url and self.public_url.startswith("https://"):
-            return self.public_url.rstrip("/")
+        if self.resolved_public_url.startswith("https://"):
+            return self.resolved_public_url
         return None
 
     @property

@@ -11,6 +11,7 @@ from skylift.kit.signing import UrlSigner
 from skylift.packages.storage import LocalStorage
 
 if TYPE_CHECKING:
+    from skylift.campaigns.engine import RolloutEngine
     from skylift.devices.hub import DeviceHub
 
 
@@ -22,6 +23,11 @@ class AppContext:
     signer: UrlSigner
     admin_token: str
     hub: DeviceHub | None = field(default=None)
+    engine: RolloutEngine | None = field(default=None)
+
+    def wake_engine(self) -> None:
+        if self.engine is not None:
+            self.engine.wake()
 
     @property
     def device_hub(self) -> DeviceHub:

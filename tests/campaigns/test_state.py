@@ -23,6 +23,7 @@ from skylift.campaigns.state import (
     Notified,
     Progressed,
     RetryRequested,
+    TimedOut,
     Unreachable,
     VersionReported,
     is_valid_step,
@@ -68,7 +69,7 @@ class TestInitialAttempt:
 
     def test_state_groups(self) -> None:
         assert IN_PROGRESS == {S.NOTIFIED, S.DOWNLOADING, S.UPGRADING}
-        assert FINAL == {S.SUCCEEDED, S.FAILED, S.CANCELED}
+        assert FINAL == {S.SUCCEEDED, S.FAILED, S.CANCELED, S.SKIPPED}
         assert RETRYABLE == {S.FAILED, S.CANCELED}
 
 
@@ -469,3 +470,17 @@ class TestProperties:
         snapshot = Attempt(**vars(attempt))
         transition(attempt, event)
         assert attempt == snapshot
+
+
+class TestTimedOut:
+    @pytest.mark.parametrize("state", sorted(IN_PROGRESS))
+    def test_a_silent_device_fails_as_timeout(self, state: DeviceState) -> None:
+        after = transition(Attempt(state=state, attempts=1, awaiting_version_report=True), TimedOut())
+        assert after.state is S.FAILED
+        assert after.failure_reason == "timeout"
+        assert after.attempts == 1
+
+    @pytest.mark.parametrize("state", [S.PENDING, *sorted(FINAL)])
+    def test_ignored_when_not_under_way(self, state: DeviceState) -> None:
+        before = Attempt(state=state)
+        assert transition(before, TimedOut()) is before

@@ -97,6 +97,7 @@ class TestProductKeyDevice:
         device = fleet.device()
         sim = SimDevice.product_key(server, device).connect()
         sim.publish(f"/ota/device/inform/{sim.topic_id}", {"id": 1, "params": {"version": "1.0.0"}})
+        wait_until(lambda: api.get(f"/devices/{device['id']}").json()["versions"] == {"default": "1.0.0"})
         image = firmware(432_945, seed=3)
         package = fleet.package(image, "2.0.0")
         campaign = fleet.campaign(package["id"])

@@ -35,6 +35,7 @@ def test_garbage_changes_nothing_and_is_counted(server: Server, api: httpx.Clien
     noisy_sim = SimDevice.token(server, noisy).connect()
     quiet_sim = SimDevice.token(server, quiet).connect()
     noisy_sim.inform("1.0.0")
+    wait_until(lambda: api.get(f"/devices/{noisy['id']}").json()["versions"] == {"default": "1.0.0"})
     campaign = fleet.campaign(fleet.package(firmware(100, seed=40), "1.1.0")["id"])
     noisy_sim.notice()
     quiet_sim.notice()

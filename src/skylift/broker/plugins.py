@@ -72,3 +72,9 @@ class DeviceMessagePlugin(BasePlugin[Any]):  # type: ignore[misc]
             return
         hub: DeviceHub = self.config.hub
         hub.submit(identity, message.topic, bytes(message.data or b""))
+
+    async def on_broker_client_subscribed(self, *, client_id: str, topic: str, qos: int) -> None:
+        identity = identity_of(self.context.get_session(client_id))
+        if identity is not None:
+            hub: DeviceHub = self.config.hub
+            hub.subscribed(identity, topic)

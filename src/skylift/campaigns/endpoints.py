@@ -4,24 +4,31 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from skylift.campaigns import service
-from skylift.campaigns.schemas import CampaignCreate, CampaignDeviceOut, CampaignOut, DeviceSelection
+from skylift.campaigns import results, service
+from skylift.campaigns.schemas import CampaignCreate, CampaignDeviceOut, CampaignOut, DeviceSelection, Results
 from skylift.deps import AdminDep, ContextDep, SessionDep
 from skylift.kit.schemas import ItemsOut
+from skylift.system import audit
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 OptionalSelection = Annotated[DeviceSelection | None, Body()]
 
 
 @router.post("", status_code=201, response_model=CampaignOut)
-async def create_campaign(body: CampaignCreate, context: ContextDep, session: SessionDep, _: AdminDep) -> CampaignOut:
-    campaign = await service.create_campaign(session, context.device_hub.notifier, body)
+async def create_campaign(
+    body: CampaignCreate, context: ContextDep, session: SessionDep, actor: AdminDep
+) -> CampaignOut:
+    hub = context.device_hub
+    campaign = await service.create_campaign(session, hub.notifier, body, hub.is_ready)
+    audit.record(session, actor, "campaign.create", "campaign", campaign.id, **body.model_dump(mode="json"))
     return await service.campaign_out(session, campaign)
 
 
 @router.get("", response_model=ItemsOut[CampaignOut])
-async def list_campaigns(session: SessionDep, _: AdminDep, product_id: int | None = None) -> ItemsOut[CampaignOut]:
-    campaigns = await service.list_campaigns(session, product_id)
+async def list_campaigns(
+    session: SessionDep, _: AdminDep, product_id: int | None = None, package_id: int | None = None
+) -> ItemsOut[CampaignOut]:
+    campaigns = await service.list_campaigns(session, product_id, package_id)
     return ItemsOut(items=[await service.campaign_out(session, c) for c in campaigns])
 
 
@@ -35,22 +42,70 @@ async def campaign_devices(campaign_id: int, session: SessionDep, _: AdminDep) -
     return ItemsOut(items=await service.device_rows(session, campaign_id))
 
 
+@router.get("/{campaign_id}/results", response_model=Results)
+async def campaign_results(campaign_id: int, session: SessionDep, _: AdminDep) -> Results:
+    """Counts, success rate, failure reasons, finished devices per minute, versions before and after."""
+    campaign = await service.get_campaign(session, campaign_id)
+    return await results.results_of(session, [campaign], campaign.package.module)
+
+
+@router.post("/{campaign_id}/pause", response_model=CampaignOut)
+async def pause(campaign_id: int, session: SessionDep, actor: AdminDep) -> CampaignOut:
+    campaign = await service.pause(session, campaign_id)
+    audit.record(session, actor, "campaign.pause", "campaign", campaign_id)
+    return await service.campaign_out(session, campaign)
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignOut)
+async def resume(campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep) -> CampaignOut:
+    hub = context.device_hub
+    campaign = await service.resume(session, hub.notifier, campaign_id, hub.is_ready)
+    audit.record(session, actor, "campaign.resume", "campaign", campaign_id)
+    return await service.campaign_out(session, campaign)
+
+
+@router.post("/{campaign_id}/approve", response_model=CampaignOut)
+async def approve(campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep) -> CampaignOut:
+    """Start the next staged group."""
+    hub = context.device_hub
+    campaign = await service.approve(session, hub.notifier, campaign_id, hub.is_ready)
+    audit.record(session, actor, "campaign.approve", "campaign", campaign_id, group=campaign.current_group)
+    return await service.campaign_out(session, campaign)
+
+
 @router.post("/{campaign_id}/retry", response_model=CampaignOut)
 async def retry(
-    campaign_id: int,
-    context: ContextDep,
-    session: SessionDep,
-    _: AdminDep,
-    body: OptionalSelection = None,
+    campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep, body: OptionalSelection = None
 ) -> CampaignOut:
     """Re-send the notice to every failed device, or to the listed failed or canceled ones."""
     device_ids = body.device_ids if body else None
-    campaign = await service.retry(session, context.device_hub.notifier, campaign_id, device_ids)
+    hub = context.device_hub
+    campaign = await service.retry(session, hub.notifier, campaign_id, device_ids, hub.is_ready)
+    audit.record(session, actor, "campaign.retry", "campaign", campaign_id, device_ids=device_ids)
     return await service.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
-async def cancel(campaign_id: int, session: SessionDep, _: AdminDep, body: OptionalSelection = None) -> CampaignOut:
+async def cancel(campaign_id: int, session: SessionDep, actor: AdminDep, body: OptionalSelection = None) -> CampaignOut:
     """Cancel the whole campaign, or only the listed devices' attempts."""
-    campaign = await service.cancel(session, campaign_id, body.device_ids if body else None)
+    device_ids = body.device_ids if body else None
+    campaign = await service.cancel(session, campaign_id, device_ids)
+    audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=device_ids)
+    return await service.campaign_out(session, campaign)
+
+
+@router.post("/{campaign_id}/devices/{device_id}/retry", response_model=CampaignOut)
+async def retry_device(
+    campaign_id: int, device_id: int, context: ContextDep, session: SessionDep, actor: AdminDep
+) -> CampaignOut:
+    hub = context.device_hub
+    campaign = await service.retry(session, hub.notifier, campaign_id, [device_id], hub.is_ready)
+    audit.record(session, actor, "campaign.retry", "campaign", campaign_id, device_ids=[device_id])
+    return await service.campaign_out(session, campaign)
+
+
+@router.post("/{campaign_id}/devices/{device_id}/cancel", response_model=CampaignOut)
+async def cancel_device(campaign_id: int, device_id: int, session: SessionDep, actor: AdminDep) -> CampaignOut:
+    campaign = await service.cancel(session, campaign_id, [device_id])
+    audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=[device_id])
     return await service.campaign_out(session, campaign)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from skylift.db.base import Base, TimestampMixin, UtcDateTime
@@ -24,8 +24,36 @@ class Campaign(TimestampMixin, Base):
     push: Mapped[bool] = mapped_column(Boolean, default=True)
     source_versions: Mapped[list[str]] = mapped_column(JSON, default=list)
     ext_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    paused_reason: Mapped[str | None] = mapped_column(Text, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+    # Who: {"device_ids": [..]} | {"all": true} | {"tags": [..]} | {"percent": p}, narrowed by source_versions.
+    target: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    offline: Mapped[str] = mapped_column(String(24), default="fail")
+    # When: start, recurring runs, end, and a daily window in which notices may go out.
+    start_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    cron: Mapped[str | None] = mapped_column(String(128), default=None)
+    end_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    window: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    next_run_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    # How fast and how safely: staged groups, thresholds, pacing, timeouts, retries.
+    groups: Mapped[list[float]] = mapped_column(JSON, default=list)
+    current_group: Mapped[int] = mapped_column(Integer, default=0)
+    success_threshold: Mapped[float] = mapped_column(Float, default=100.0)
+    approval_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_threshold: Mapped[dict[str, float] | None] = mapped_column(JSON, default=None)
+    min_finished: Mapped[int] = mapped_column(Integer, default=1)
+    on_error: Mapped[str] = mapped_column(String(8), default="pause")
+    max_per_minute: Mapped[int | None] = mapped_column(Integer, default=None)
+    timeout_minutes: Mapped[float | None] = mapped_column(Float, default=None)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    retry_interval_minutes: Mapped[float] = mapped_column(Float, default=5.0)
+    # Failures already seen when an operator resumed: the error threshold judges only what follows.
+    acknowledged_failed: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_finished: Mapped[int] = mapped_column(Integer, default=0)
+    versions_before: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
 
     package: Mapped[Package] = relationship()
 
@@ -42,6 +70,9 @@ class CampaignDevice(TimestampMixin, Base):
     module: Mapped[str] = mapped_column(String(64))
     target_version: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), index=True)
+    # Place in the rollout order, and the staged group that place falls in.
+    rank: Mapped[int] = mapped_column(Integer, default=0)
+    group_index: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     step_desc: Mapped[str] = mapped_column(Text, default="")
     failure_reason: Mapped[str | None] = mapped_column(String(64), default=None)

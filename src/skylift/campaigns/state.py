@@ -22,10 +22,11 @@ class DeviceState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
+    SKIPPED = "skipped"  # already on the target version when targeted: never re-flashed
 
 
 IN_PROGRESS = frozenset({DeviceState.NOTIFIED, DeviceState.DOWNLOADING, DeviceState.UPGRADING})
-FINAL = frozenset({DeviceState.SUCCEEDED, DeviceState.FAILED, DeviceState.CANCELED})
+FINAL = frozenset({DeviceState.SUCCEEDED, DeviceState.FAILED, DeviceState.CANCELED, DeviceState.SKIPPED})
 RETRYABLE = frozenset({DeviceState.FAILED, DeviceState.CANCELED})
 
 
@@ -88,6 +89,11 @@ class VersionReported:
 
 
 @dataclass(frozen=True)
+class TimedOut:
+    """The device stayed silent longer than the campaign's timeout after its last sign of life."""
+
+
+@dataclass(frozen=True)
 class Canceled:
     pass
 
@@ -97,7 +103,7 @@ class RetryRequested:
     pass
 
 
-Event = Notified | Unreachable | Progressed | Downloaded | VersionReported | Canceled | RetryRequested
+Event = Notified | Unreachable | Progressed | Downloaded | VersionReported | TimedOut | Canceled | RetryRequested
 
 
 def is_valid_step(step: int) -> bool:
@@ -160,6 +166,12 @@ def transition(attempt: Attempt, event: Event) -> Attempt:
                     awaiting_version_report=False,
                 )
             return attempt
+        case TimedOut():
+            if state not in IN_PROGRESS:
+                return attempt
+            return replace(
+                attempt, state=DeviceState.FAILED, failure_reason=FailureReason.TIMEOUT, awaiting_version_report=False
+            )
         case Canceled():
             if state in FINAL:
                 return attempt

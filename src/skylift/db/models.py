@@ -4,9 +4,10 @@ from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.db.base import Base
 from skylift.packages.models import Package, PackageFile
 from skylift.registry.models import Device, DeviceVersion, Module, Product
-from skylift.system.models import SystemParameter
+from skylift.system.models import AuditEvent, SystemParameter
 
 __all__ = [
+    "AuditEvent",
     "Base",
     "Campaign",
     "CampaignDevice",

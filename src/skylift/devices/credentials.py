@@ -1,8 +1,11 @@
-"""Checking MQTT CONNECT credentials against the registry."""
+"""Checking device credentials: MQTT CONNECT (plain or Alibaba-signed) and the HTTP device API."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +15,72 @@ from skylift.devices.identity import DeviceIdentity, LoginStyle
 from skylift.registry.models import Device, Product
 
 MAX_CREDENTIAL_LENGTH = 256
+# Alibaba's signed login: `signmethod=` in the client id names the HMAC that made the password.
+SIGN_METHODS = {"hmacsha1": "sha1", "hmacsha256": "sha256", "hmacmd5": "md5"}
+# HTTP devices sign a timestamp; one further than this from the server's clock is refused.
+HTTP_SIGNATURE_WINDOW_MS = 5 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class SignedClientId:
+    """`{cid}|securemode=N,signmethod=hmacsha1,timestamp=T|` split into its parts."""
+
+    client_id: str
+    sign_method: str
+    timestamp: str | None
+
+
+def parse_signed_client_id(client_id: str | None) -> SignedClientId | None:
+    """The signing parameters of an Alibaba SDK client id, or None when it names no sign method."""
+    if not client_id or "|" not in client_id:
+        return None
+    cid, _, rest = client_id.partition("|")
+    params: dict[str, str] = {}
+    for item in rest.rstrip("|").split(","):
+        key, sep, value = item.partition("=")
+        if sep:
+            params[key.strip().lower()] = value.strip()
+    sign_method = params.get("signmethod", "").lower()
+    if not sign_method:
+        return None
+    return SignedClientId(client_id=cid, sign_method=sign_method, timestamp=params.get("timestamp") or None)
+
+
+def sign_content(client_id: str, device_name: str, product_key: str, timestamp: str | None) -> str:
+    """What Alibaba's device SDK signs: the parameters sorted by name, each name followed by its value."""
+    content = f"clientId{client_id}deviceName{device_name}productKey{product_key}"
+    return content + f"timestamp{timestamp}" if timestamp is not None else content
+
+
+def hmac_hex(secret: str, content: str, sign_method: str) -> str | None:
+    digest = SIGN_METHODS.get(sign_method)
+    if digest is None:
+        return None
+    return hmac.new(secret.encode(), content.encode(), digest).hexdigest()
+
+
+def _same(given: str, expected: str) -> bool:
+    # Constant time; compare_digest refuses non-ASCII str, so it gets bytes.
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def password_matches(device: Device, password: str, client_id: str | None) -> bool:
+    """The device secret itself, or the HMAC password of Alibaba's signed login."""
+    if _same(password, device.device_secret):
+        return True
+    signed = parse_signed_client_id(client_id)
+    if signed is None:
+        return False
+    content = sign_content(signed.client_id, device.name, device.product.product_key, signed.timestamp)
+    expected = hmac_hex(device.device_secret, content, signed.sign_method)
+    # Hex digests are case-insensitive; SDKs differ in the case they send.
+    return expected is not None and _same(password.lower(), expected)
+
+
+def http_signature(secret: str, device_name: str, product_key: str, timestamp: str) -> str:
+    """The `X-Sign` an HTTP device sends: hex HMAC-SHA256 of its secret over its names and the time."""
+    content = f"deviceName{device_name}productKey{product_key}timestamp{timestamp}"
+    return hmac.new(secret.encode(), content.encode(), hashlib.sha256).hexdigest()
 
 
 def _identity(device: Device, style: LoginStyle) -> DeviceIdentity:
@@ -25,24 +94,55 @@ def _identity(device: Device, style: LoginStyle) -> DeviceIdentity:
     )
 
 
+async def _by_key(session: AsyncSession, product_key: str, device_name: str) -> Device | None:
+    device: Device | None = await session.scalar(
+        select(Device)
+        .join(Product, Product.id == Device.product_id)
+        .where(Product.product_key == product_key, Device.name == device_name)
+        .options(selectinload(Device.product))
+    )
+    return device
+
+
+async def by_token(session: AsyncSession, access_token: str) -> DeviceIdentity | None:
+    if not access_token or len(access_token) > MAX_CREDENTIAL_LENGTH:
+        return None
+    device = await session.scalar(
+        select(Device).where(Device.access_token == access_token).options(selectinload(Device.product))
+    )
+    return _identity(device, LoginStyle.TOKEN) if device is not None else None
+
+
 async def authenticate(
     session: AsyncSession, username: str | None, password: str | None, client_id: str | None
 ) -> DeviceIdentity | None:
-    """Token devices: username = access token. Product-key devices: `DeviceName&ProductKey` + secret."""
+    """Token devices: username = access token. Product-key devices: `DeviceName&ProductKey` + secret or HMAC."""
     if not username or len(username) > MAX_CREDENTIAL_LENGTH:
         return None
     if "&" in username:
         device_name, _, product_key = username.partition("&")
-        device = await session.scalar(
-            select(Device)
-            .join(Product, Product.id == Device.product_id)
-            .where(Product.product_key == product_key, Device.name == device_name)
-            .options(selectinload(Device.product))
-        )
-        if device is None or not password or not hmac.compare_digest(password, device.device_secret):
+        device = await _by_key(session, product_key, device_name)
+        if device is None or not password or len(password) > MAX_CREDENTIAL_LENGTH:
+            return None
+        if not password_matches(device, password, client_id):
             return None
         return _identity(device, LoginStyle.PRODUCT_KEY)
-    device = await session.scalar(
-        select(Device).where(Device.access_token == username).options(selectinload(Device.product))
-    )
-    return _identity(device, LoginStyle.TOKEN) if device is not None else None
+    return await by_token(session, username)
+
+
+async def authenticate_signed(
+    session: AsyncSession, product_key: str, device_name: str, timestamp: str, sign: str, now_ms: int | None = None
+) -> DeviceIdentity | None:
+    """An HTTP product-key device: `X-Sign` over its names and a millisecond timestamp close to now."""
+    if any(not value or len(value) > MAX_CREDENTIAL_LENGTH for value in (product_key, device_name, timestamp, sign)):
+        return None
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        return None
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if abs(now - int(timestamp)) > HTTP_SIGNATURE_WINDOW_MS:
+        return None
+    device = await _by_key(session, product_key, device_name)
+    if device is None:
+        return None
+    expected = http_signature(device.device_secret, device_name, product_key, timestamp)
+    return _identity(device, LoginStyle.PRODUCT_KEY) if _same(sign.lower(), expected) else None

@@ -9,29 +9,50 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skylift.campaigns import service as campaigns
+from skylift.db.base import utcnow
 from skylift.db.session import Database
-from skylift.devices import credentials
+from skylift.devices import credentials, mqtt_blocks, requests
 from skylift.devices import service as device_service
-from skylift.devices.dialects import ota
-from skylift.devices.dialects.base import MalformedMessage
+from skylift.devices.dialects import alink, ota
+from skylift.devices.dialects.base import (
+    BlockRequested,
+    MalformedMessage,
+    ProgressReported,
+    UpgradeRequested,
+    VersionReported,
+)
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.notices import Notifier, parse_grant
-from skylift.devices.topics import split_ota_topic
+from skylift.devices.topics import Route, route, upgrade_topic
 from skylift.kit import metrics
+from skylift.packages.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_PER_DEVICE = 1000
 Publisher = Callable[[str, bytes], Awaitable[None]]
+Job = Callable[[], Awaitable[None]]
+# Called with the device and the topic filter it subscribed to (deliver-on-connect, dynamic campaigns).
+ReadyListener = Callable[[DeviceIdentity, str], Awaitable[None]]
 
 
 class DeviceHub:
-    def __init__(self, database: Database, notifier: Notifier, max_payload_bytes: int) -> None:
+    def __init__(
+        self, database: Database, notifier: Notifier, max_payload_bytes: int, storage: LocalStorage | None = None
+    ) -> None:
         self.database = database
+        self.storage = storage  # package files, for downloads over MQTT
         self.notifier = notifier
         self.max_payload_bytes = max_payload_bytes
-        self._inboxes: dict[int, asyncio.Queue[tuple[DeviceIdentity, str, bytes]]] = {}
+        self._inboxes: dict[int, asyncio.Queue[tuple[Job, str]]] = {}
+        self.on_device_ready: list[ReadyListener] = []
+        self._ready: set[int] = set()
+        self.wake_engine: Callable[[], None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._publisher: Publisher | None = None
 
@@ -53,12 +74,18 @@ class DeviceHub:
             return await credentials.authenticate(session, username, password, client_id)
 
     async def connected(self, identity: DeviceIdentity) -> int:
+        # A new connection hears nothing until it subscribes again (clean sessions start empty).
+        self._ready.discard(identity.device_id)
         async with self.database.transaction() as session:
-            return await device_service.mark_connected(session, identity)
+            epoch = await device_service.mark_connected(session, identity)
+        self._wake_engine()
+        return epoch
 
     async def disconnected(self, identity: DeviceIdentity, epoch: int) -> None:
         async with self.database.transaction() as session:
-            await device_service.mark_disconnected(session, identity.device_id, epoch)
+            current = await device_service.mark_disconnected(session, identity.device_id, epoch)
+        if current:
+            self._ready.discard(identity.device_id)
 
     async def download_finished(self, grant: str) -> None:
         parsed = parse_grant(grant)
@@ -69,47 +96,100 @@ class DeviceHub:
 
     def submit(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
         """Queue a device's message; synchronous so that arrival order is kept."""
-        inbox = self._inboxes.get(identity.device_id)
+        self._enqueue(identity.device_id, partial(self.handle, identity, topic, payload), f"message on {topic}")
+
+    def subscribed(self, identity: DeviceIdentity, topic_filter: str) -> None:
+        """The device subscribed: from now on it can hear what is sent to it (ordered with its messages)."""
+        self._enqueue(identity.device_id, partial(self._on_subscribed, identity, topic_filter), "subscription")
+
+    def _enqueue(self, device_id: int, job: Job, what: str) -> None:
+        inbox = self._inboxes.get(device_id)
         if inbox is None:
             inbox = asyncio.Queue(maxsize=MAX_QUEUED_PER_DEVICE)
-            self._inboxes[identity.device_id] = inbox
-            worker = asyncio.get_running_loop().create_task(self._drain(identity.device_id, inbox))
+            self._inboxes[device_id] = inbox
+            worker = asyncio.get_running_loop().create_task(self._drain(device_id, inbox))
             self._workers.add(worker)
             worker.add_done_callback(self._workers.discard)
         try:
-            inbox.put_nowait((identity, topic, payload))
+            inbox.put_nowait((job, what))
         except asyncio.QueueFull:
             metrics.DROPPED_MESSAGES.labels(reason="device queue full").inc()
-            log.warning("device %s sends faster than it can be handled; message dropped", identity.device_id)
+            log.warning("device %s sends faster than it can be handled; %s dropped", device_id, what)
 
-    async def _drain(self, device_id: int, inbox: asyncio.Queue[tuple[DeviceIdentity, str, bytes]]) -> None:
+    async def _drain(self, device_id: int, inbox: asyncio.Queue[tuple[Job, str]]) -> None:
         while True:
             try:
-                identity, topic, payload = inbox.get_nowait()
+                job, what = inbox.get_nowait()
             except asyncio.QueueEmpty:
                 del self._inboxes[device_id]
                 return
             try:
-                await self.handle(identity, topic, payload)
+                await job()
             except Exception:
-                log.exception("handling a message from device %s on %s failed", device_id, topic)
+                log.exception("handling a %s from device %s failed", what, device_id)
+
+    def _wake_engine(self) -> None:
+        if self.wake_engine is not None:
+            self.wake_engine()
+
+    async def _on_subscribed(self, identity: DeviceIdentity, topic_filter: str) -> None:
+        if topic_filter in (upgrade_topic(identity.access_token), upgrade_topic(identity.key_path)):
+            self._ready.add(identity.device_id)
+        for listener in self.on_device_ready:
+            await listener(identity, topic_filter)
 
     async def handle(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
-        parts = split_ota_topic(topic)
-        kind = parts[0] if parts else "other"
-        if parts is None or kind not in ota.PARSERS or not identity.owns_topic_id(parts[1]):
+        where = route(topic)
+        if where is None or not identity.owns_topic_id(where.topic_id):
+            return
+        kind = where.kind
+        parser = (ota.PARSERS if where.family == "ota" else alink.PARSERS).get(kind)
+        if parser is None:
             return
         if len(payload) > self.max_payload_bytes:
             self._refuse(identity, kind, topic, "payload too large")
             return
         try:
-            event = ota.parse(kind, payload)
+            event = parser(payload)
         except MalformedMessage as exc:
             self._refuse(identity, kind, topic, exc.reason)
             return
         metrics.DEVICE_MESSAGES.labels(kind=kind).inc()
+        if isinstance(event, UpgradeRequested | BlockRequested):
+            await self._answer(identity, where, event)
+            return
+        await self.apply(identity, event)
+
+    async def apply(self, identity: DeviceIdentity, event: VersionReported | ProgressReported) -> None:
+        """A version or progress report, from MQTT or the HTTP device API."""
         async with self.database.transaction() as session:
-            await device_service.handle(session, identity, event)
+            touched = await device_service.handle(session, identity, event)
+            await self.settle(session, touched)
+        if isinstance(event, VersionReported):
+            self._wake_engine()  # a dynamic campaign may now match this device
+
+    async def settle(self, session: AsyncSession, campaign_ids: set[int]) -> None:
+        """Let the campaigns a device event moved react at once (finish, next group, thresholds)."""
+        for campaign_id in sorted(campaign_ids):
+            campaign = await campaigns.get_campaign(session, campaign_id)
+            await campaigns.advance(session, self.notifier, campaign, utcnow(), self.is_ready, housekeeping=False)
+
+    async def _answer(self, identity: DeviceIdentity, where: Route, event: UpgradeRequested | BlockRequested) -> None:
+        """Requests are answered on the device's reply topic, after their transaction has committed."""
+        if isinstance(event, UpgradeRequested):
+            await self.publish(*await requests.answer(self.database, self.notifier, identity, where, event))
+            return
+        if self.storage is None:
+            raise RuntimeError("no package storage attached for downloads over MQTT")
+        served = await mqtt_blocks.serve(self.database, self.storage, identity, event)
+        await self.publish(where.reply_topic, served.payload)
+        if served.finished is not None:
+            async with self.database.transaction() as session:
+                await device_service.download_finished(session, *served.finished)
+
+    def is_ready(self, device_id: int) -> bool:
+        """Whether the device has subscribed to its upgrade topic on its current connection."""
+        return device_id in self._ready
 
     @staticmethod
     def _refuse(identity: DeviceIdentity, kind: str, topic: str, reason: str) -> None:

@@ -57,16 +57,19 @@ class Notifier:
         return protocol != "https" or self._settings.resolved_public_https_url is not None
 
     def compose(self, campaign: Campaign, package: Package, attempt: CampaignDevice) -> Notice:
-        base = self.base_url(campaign.protocol)
+        # Over MQTT the device fetches blocks of stream `attempt.id`, file `file.id` (see mqtt_blocks.py).
+        stream = campaign.protocol == "mqtt"
+        base = "" if stream else self.base_url(campaign.protocol)
         grant = download_grant(attempt)
         ttl = self._settings.download_url_ttl_seconds
         files = [
             NoticeFile(
                 name=f.name,
                 size=f.size,
-                url=self._signer.sign(base, download_path(f), ttl, grant),
+                url=None if stream else self._signer.sign(base, download_path(f), ttl, grant),
                 md5=f.md5,
                 sha256=f.sha256,
+                stream_file_id=f.id if stream else None,
             )
             for f in package.files
         ]
@@ -77,6 +80,7 @@ class Notifier:
             sign_method=package.sign_method,
             files=files,
             ext_data=dict(campaign.ext_data or {}),
+            stream_id=attempt.id if stream else None,
         )
 
     def queue(self, session: AsyncSession, device: Device, product: Product, notice: Notice) -> None:

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import service as campaigns
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.state import IN_PROGRESS, Downloaded, Progressed, VersionReported
+from skylift.campaigns.state import FINAL, IN_PROGRESS, DeviceState, Downloaded, Notified, Progressed, VersionReported
 from skylift.db.base import utcnow
 from skylift.devices.dialects import base as events
 from skylift.devices.identity import DeviceIdentity
+from skylift.devices.notices import Notifier, new_message_id
+from skylift.packages.models import Package
 from skylift.registry import service as registry
-from skylift.registry.models import Device
+from skylift.registry.models import Device, Product
 
 IN_PROGRESS_STATES = [s.value for s in IN_PROGRESS]
+FINAL_STATES = {s.value for s in FINAL}
+OPEN_STATES = [DeviceState.PENDING.value, *IN_PROGRESS_STATES]
 
 
 async def _open_attempts(session: AsyncSession, device_id: int, module: str | None) -> list[CampaignDevice]:
@@ -30,24 +38,25 @@ async def _open_attempts(session: AsyncSession, device_id: int, module: str | No
     return list((await session.scalars(query)).all())
 
 
-async def _settle(session: AsyncSession, attempt: CampaignDevice) -> None:
-    campaign = await session.get(Campaign, attempt.campaign_id)
-    if campaign is not None:
-        await campaigns.refresh_state(session, campaign)
-
-
-async def version_reported(session: AsyncSession, identity: DeviceIdentity, event: events.VersionReported) -> None:
+async def version_reported(session: AsyncSession, identity: DeviceIdentity, event: events.VersionReported) -> set[int]:
     module = registry.canonical_module(event.module)
     await registry.record_version(session, identity.device_id, module, event.version)
+    finished = set()
     for attempt in await _open_attempts(session, identity.device_id, module):
-        if campaigns.apply_event(attempt, VersionReported(event.version, attempt.target_version)):
-            await _settle(session, attempt)
+        campaigns.apply_event(attempt, VersionReported(event.version, attempt.target_version))
+        if attempt.state in FINAL_STATES:
+            finished.add(attempt.campaign_id)
+    return finished
 
 
-async def progress_reported(session: AsyncSession, identity: DeviceIdentity, event: events.ProgressReported) -> None:
+async def progress_reported(
+    session: AsyncSession, identity: DeviceIdentity, event: events.ProgressReported
+) -> set[int]:
     attempts = await _open_attempts(session, identity.device_id, event.module)
-    if attempts and campaigns.apply_event(attempts[0], Progressed(event.step, event.desc)):
-        await _settle(session, attempts[0])
+    if not attempts:
+        return set()
+    campaigns.apply_event(attempts[0], Progressed(event.step, event.desc))
+    return {attempts[0].campaign_id} if attempts[0].state in FINAL_STATES else set()
 
 
 async def download_finished(session: AsyncSession, attempt_id: int, attempt_number: int) -> None:
@@ -56,12 +65,112 @@ async def download_finished(session: AsyncSession, attempt_id: int, attempt_numb
         campaigns.apply_event(attempt, Downloaded())
 
 
-async def handle(session: AsyncSession, identity: DeviceIdentity, event: events.DeviceEvent) -> None:
+async def handle(session: AsyncSession, identity: DeviceIdentity, event: events.DeviceEvent) -> set[int]:
+    """Apply a device event; returns the ids of the campaigns in which it finished an attempt."""
     match event:
         case events.VersionReported():
-            await version_reported(session, identity, event)
+            return await version_reported(session, identity, event)
         case events.ProgressReported():
-            await progress_reported(session, identity, event)
+            return await progress_reported(session, identity, event)
+    return set()
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What a device that asked for its upgrade gets: the notice, or None when nothing is open."""
+
+    notice: events.Notice | None
+    notice_style: str
+
+
+def _delivered_on_request(attempt: CampaignDevice) -> bool:
+    # In progress: the device asks again (a reboot, a lost notice). Pending: a running campaign whose
+    # current group includes it, if the campaign waits for devices to ask (no push) or to come back
+    # (deliver on connect); other pending attempts are the rollout engine's to send.
+    if attempt.state in IN_PROGRESS_STATES:
+        return True
+    campaign = attempt.campaign
+    return (
+        attempt.state == DeviceState.PENDING
+        and campaign.state == "running"
+        and attempt.group_index <= campaign.current_group
+        and (not campaign.push or campaign.offline == "deliver_on_connect")
+    )
+
+
+async def upgrade_requested(
+    session: AsyncSession,
+    notifier: Notifier,
+    identity: DeviceIdentity,
+    module: str | None,
+    message_id: events.MessageId | None = None,
+) -> Offer:
+    """The notice of the device's open attempt for `module` (default: the whole device).
+
+    A pending attempt of a campaign without push is delivered now (it becomes notified); an attempt
+    already under way is described again with a fresh URL and stays the same attempt."""
+    product = await session.get(Product, identity.product_id)
+    style = product.notice_style if product is not None else "alibaba"
+    attempts = (
+        await session.scalars(
+            select(CampaignDevice)
+            .where(
+                CampaignDevice.device_id == identity.device_id,
+                CampaignDevice.module == registry.canonical_module(module),
+                CampaignDevice.state.in_(OPEN_STATES),
+            )
+            .options(selectinload(CampaignDevice.campaign).selectinload(Campaign.package).selectinload(Package.files))
+        )
+    ).all()
+    candidates = [a for a in attempts if _delivered_on_request(a)]
+    if not candidates:
+        return Offer(None, style)
+    # The attempt under way (last notified) first; else the newest campaign's pending one.
+    attempt = max(
+        candidates,
+        key=lambda a: (a.state != DeviceState.PENDING, a.notified_at.timestamp() if a.notified_at else 0.0, a.id),
+    )
+    if attempt.state == DeviceState.PENDING:
+        campaigns.apply_event(attempt, Notified())
+        await session.flush()
+    notice = notifier.compose(attempt.campaign, attempt.campaign.package, attempt)
+    return Offer(dataclasses.replace(notice, message_id=new_message_id() if message_id is None else message_id), style)
+
+
+@dataclass(frozen=True)
+class BlockSource:
+    """A package file a device may fetch in blocks, and the attempt that finishing it moves."""
+
+    attempt_id: int
+    attempt_number: int
+    storage_key: str
+    size: int
+
+
+async def block_source(
+    session: AsyncSession, identity: DeviceIdentity, stream_id: int, file_id: int
+) -> BlockSource | None:
+    """streamId is the device's campaign attempt, fileId a file of its package; anything else is None."""
+    attempt = await session.scalar(
+        select(CampaignDevice)
+        .where(
+            CampaignDevice.id == stream_id,
+            CampaignDevice.device_id == identity.device_id,
+            CampaignDevice.state.in_(IN_PROGRESS_STATES),
+        )
+        .options(selectinload(CampaignDevice.campaign).selectinload(Campaign.package).selectinload(Package.files))
+    )
+    if attempt is None or attempt.campaign.protocol != "mqtt":
+        return None
+    file = next((f for f in attempt.campaign.package.files if f.id == file_id), None)
+    if file is None:
+        return None
+    return BlockSource(attempt.id, attempt.attempts, file.storage_key, file.size)
+
+
+async def mark_seen(session: AsyncSession, device_id: int) -> None:
+    """An HTTP device is not connected, but it was heard from."""
+    await session.execute(update(Device).where(Device.id == device_id).values(last_seen_at=utcnow()))
 
 
 async def mark_connected(session: AsyncSession, identity: DeviceIdentity) -> int:
@@ -77,12 +186,14 @@ async def mark_connected(session: AsyncSession, identity: DeviceIdentity) -> int
     return device.connection_epoch
 
 
-async def mark_disconnected(session: AsyncSession, device_id: int, epoch: int) -> None:
-    await session.execute(
+async def mark_disconnected(session: AsyncSession, device_id: int, epoch: int) -> bool:
+    """Mark the device offline unless a newer connection is live; True when this was the live one."""
+    result = await session.execute(
         update(Device)
         .where(Device.id == device_id, Device.connection_epoch == epoch)
         .values(online=False, last_seen_at=utcnow())
     )
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def mark_all_offline(session: AsyncSession) -> None:

@@ -2,11 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from skylift.devices.identity import DeviceIdentity, LoginStyle
 
 OTA_PREFIX = "/ota/device/"
+SYS_PREFIX = "/sys/"
 UP_KINDS = frozenset({"inform", "progress", "request", "download"})
 DOWN_KINDS = frozenset({"upgrade", "download_reply"})
+# Alibaba SDK methods under `/sys/{pk}/{dn}/` → message kind; each is answered on `{method}_reply`.
+SYS_METHODS = {"thing/ota/firmware/get": "firmware_get", "thing/file/download": "download"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a device message came in: its topic family, message kind and the `{id}` in the topic."""
+
+    family: str  # "ota" (/ota/device/...) or "sys" (/sys/{pk}/{dn}/...)
+    kind: str
+    topic_id: str
+    method: str = ""  # the /sys method, for its reply topic
+
+    @property
+    def reply_topic(self) -> str:
+        """Where the answer to a request or block request goes."""
+        if self.family == "sys":
+            return f"{SYS_PREFIX}{self.topic_id}/{self.method}_reply"
+        if self.kind == "download":
+            return f"{OTA_PREFIX}download_reply/{self.topic_id}"
+        return upgrade_topic(self.topic_id)
+
+
+def route(topic: str) -> Route | None:
+    """The route of a device → Skylift topic, or None for a topic Skylift does not handle."""
+    parts = split_ota_topic(topic)
+    if parts is not None:
+        return Route("ota", parts[0], parts[1])
+    if not topic.startswith(SYS_PREFIX):
+        return None
+    product_key, _, rest = topic[len(SYS_PREFIX) :].partition("/")
+    device_name, _, method = rest.partition("/")
+    kind = SYS_METHODS.get(method)
+    if not product_key or not device_name or kind is None:
+        return None
+    return Route("sys", kind, f"{product_key}/{device_name}", method)
 
 
 def split_ota_topic(topic: str) -> tuple[str, str] | None:

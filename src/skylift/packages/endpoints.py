@@ -1,17 +1,24 @@
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from skylift.campaigns import results
+from skylift.campaigns import service as campaigns
+from skylift.campaigns.schemas import Results
 from skylift.deps import AdminDep, ContextDep, SessionDep
 from skylift.devices.downloads import download_path
 from skylift.kit.errors import NotFound
 from skylift.kit.schemas import ItemsOut
 from skylift.packages import service
-from skylift.packages.schemas import DownloadUrlOut, DownloadUrlRequest, PackageOut, PackagePatch
+from skylift.packages.models import Package
+from skylift.packages.schemas import DownloadUrlOut, DownloadUrlRequest, PackageOut, PackagePatch, VerificationOut
 from skylift.packages.upload import UploadLimits, receive_form
+from skylift.system import audit
 from skylift.system.service import get_parameters
 
 router = APIRouter(prefix="/packages", tags=["packages"])
@@ -44,7 +51,7 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
 
 
 @router.post("", status_code=201, response_model=PackageOut, openapi_extra=_UPLOAD_SCHEMA)
-async def create_package(request: Request, context: ContextDep, session: SessionDep, _: AdminDep) -> PackageOut:
+async def create_package(request: Request, context: ContextDep, session: SessionDep, actor: AdminDep) -> PackageOut:
     """Upload a package; files are streamed to storage and hashed on the way (MD5 and SHA256)."""
     # Read the limits in a short transaction of their own: the upload must not hold a database lock.
     async with context.database.transaction() as params_session:
@@ -58,23 +65,49 @@ async def create_package(request: Request, context: ContextDep, session: Session
     except BaseException:
         await form.discard()
         raise
-    return service.package_out(package)
+    audit.record(
+        session,
+        actor,
+        "package.create",
+        "package",
+        package.id,
+        version=package.version,
+        files=[f.name for f in package.files],
+    )
+    return await _out(session, package)
+
+
+async def _out(session: AsyncSession, package: Package) -> PackageOut:
+    out = service.package_out(package)
+    if package.verify_required:
+        verification = await campaigns.verification_of(session, package)
+        out.verification = VerificationOut(**dataclasses.asdict(verification))
+    return out
 
 
 @router.get("", response_model=ItemsOut[PackageOut])
 async def list_packages(session: SessionDep, _: AdminDep, product_id: int | None = None) -> ItemsOut[PackageOut]:
     packages = await service.list_packages(session, product_id)
-    return ItemsOut(items=[service.package_out(p) for p in packages])
+    return ItemsOut(items=[await _out(session, p) for p in packages])
 
 
 @router.get("/{package_id}", response_model=PackageOut)
 async def read_package(package_id: int, session: SessionDep, _: AdminDep) -> PackageOut:
-    return service.package_out(await service.get_package(session, package_id, field="id"))
+    return await _out(session, await service.get_package(session, package_id, field="id"))
+
+
+@router.get("/{package_id}/results", response_model=Results)
+async def package_results(package_id: int, session: SessionDep, _: AdminDep) -> Results:
+    """The results of every campaign of this package together."""
+    package = await service.get_package(session, package_id, field="id")
+    return await results.results_of(session, await campaigns.list_campaigns(session, None, package.id), package.module)
 
 
 @router.patch("/{package_id}", response_model=PackageOut)
-async def patch_package(package_id: int, body: PackagePatch, session: SessionDep, _: AdminDep) -> PackageOut:
-    return service.package_out(await service.update_package(session, package_id, body))
+async def patch_package(package_id: int, body: PackagePatch, session: SessionDep, actor: AdminDep) -> PackageOut:
+    package = await service.update_package(session, package_id, body)
+    audit.record(session, actor, "package.update", "package", package_id, **body.model_dump(exclude_none=True))
+    return await _out(session, package)
 
 
 @router.post("/{package_id}/files/{file_id}/url", response_model=DownloadUrlOut)

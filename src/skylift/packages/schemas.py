@@ -58,6 +58,13 @@ class PackageFileOut(BaseModel):
     sha256: str
 
 
+class VerificationOut(BaseModel):
+    state: Literal["unverified", "verifying", "verified", "failed"]
+    campaign_id: int | None = Field(description="The verify campaign this state comes from")
+    succeeded: int
+    targeted: int
+
+
 class PackageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -74,6 +81,7 @@ class PackageOut(BaseModel):
     enabled: bool
     description: str
     files: list[PackageFileOut]
+    verification: VerificationOut | None = Field(default=None, description="Set when verify_required")
     created_at: datetime
 
 

@@ -2,25 +2,30 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from skylift.deps import AdminDep, SessionDep
+from skylift.context import AppContext
+from skylift.db.session import AfterCommit, after_commit
+from skylift.deps import AdminDep, ContextDep, SessionDep
 from skylift.kit.schemas import ItemsOut
 from skylift.registry import service
 from skylift.registry.schemas import (
     DeviceCreate,
     DeviceOut,
+    DevicePatch,
     ModuleCreate,
     ModuleOut,
     ProductCreate,
     ProductOut,
     VersionDistribution,
 )
+from skylift.system import audit
 
 router = APIRouter(tags=["registry"])
 
 
 @router.post("/products", status_code=201, response_model=ProductOut)
-async def create_product(body: ProductCreate, session: SessionDep, _: AdminDep) -> ProductOut:
+async def create_product(body: ProductCreate, session: SessionDep, actor: AdminDep) -> ProductOut:
     product = await service.create_product(session, body)
+    audit.record(session, actor, "product.create", "product", product.id, **body.model_dump())
     return ProductOut.model_validate(product)
 
 
@@ -44,18 +49,43 @@ async def product_versions(
 
 
 @router.post("/modules", status_code=201, response_model=ModuleOut)
-async def create_module(body: ModuleCreate, session: SessionDep, _: AdminDep) -> ModuleOut:
-    return ModuleOut.model_validate(await service.create_module(session, body))
+async def create_module(body: ModuleCreate, session: SessionDep, actor: AdminDep) -> ModuleOut:
+    module = await service.create_module(session, body)
+    audit.record(session, actor, "module.create", "module", module.id, **body.model_dump())
+    return ModuleOut.model_validate(module)
 
 
 @router.post("/devices", status_code=201, response_model=DeviceOut)
-async def create_device(body: DeviceCreate, session: SessionDep, _: AdminDep) -> DeviceOut:
-    return service.device_out(await service.create_device(session, body))
+async def create_device(body: DeviceCreate, context: ContextDep, session: SessionDep, actor: AdminDep) -> DeviceOut:
+    device = await service.create_device(session, body)
+    audit.record(session, actor, "device.create", "device", device.id, product_id=body.product_id, name=body.name)
+    after_commit(session, _wake(context))  # a dynamic campaign may take the new device
+    return service.device_out(device)
+
+
+def _wake(context: AppContext) -> AfterCommit:
+    async def wake() -> None:
+        context.wake_engine()
+
+    return wake
+
+
+@router.patch("/devices/{device_id}", response_model=DeviceOut)
+async def update_device(
+    device_id: int, body: DevicePatch, context: ContextDep, session: SessionDep, actor: AdminDep
+) -> DeviceOut:
+    """Change a device's tags (campaigns can target tags)."""
+    device = await service.update_device(session, device_id, body)
+    audit.record(session, actor, "device.update", "device", device_id, **body.model_dump(exclude_none=True))
+    after_commit(session, _wake(context))
+    return service.device_out(device)
 
 
 @router.get("/devices", response_model=ItemsOut[DeviceOut])
-async def list_devices(session: SessionDep, _: AdminDep, product_id: int | None = None) -> ItemsOut[DeviceOut]:
-    devices = await service.list_devices(session, product_id)
+async def list_devices(
+    session: SessionDep, _: AdminDep, product_id: int | None = None, tag: str | None = None
+) -> ItemsOut[DeviceOut]:
+    devices = await service.list_devices(session, product_id, tag)
     return ItemsOut(items=[service.device_out(d) for d in devices])
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from skylift.db.base import Base, TimestampMixin, UtcDateTime
@@ -51,6 +51,7 @@ class Device(TimestampMixin, Base):
     login_style: Mapped[str | None] = mapped_column(String(16), default=None)
     # Bumped on every accepted connection; a disconnect of an older connection is stale.
     connection_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     product: Mapped[Product] = relationship()
     versions: Mapped[list[DeviceVersion]] = relationship(

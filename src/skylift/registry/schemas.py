@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,9 +43,20 @@ class ProductOut(BaseModel):
     created_at: datetime
 
 
+TAG_PATTERN = r"^[^\s,]{1,64}$"
+Tags = list[Annotated[str, Field(pattern=TAG_PATTERN)]]
+
+
 class DeviceCreate(BaseModel):
     product_id: int
     name: str = Field(pattern=NAME_PATTERN, description="Letters, digits and _ . : @ -; unique in the product")
+    tags: Tags = Field(default_factory=list, max_length=32, description="Labels campaigns can target")
+
+
+class DevicePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: Tags | None = Field(default=None, max_length=32)
 
 
 class DeviceOut(BaseModel):
@@ -57,6 +68,7 @@ class DeviceOut(BaseModel):
     device_secret: str
     online: bool
     last_seen_at: datetime | None
+    tags: list[str]
     versions: dict[str, str] = Field(description="Reported version per module")
     created_at: datetime
 

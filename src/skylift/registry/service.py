@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 from skylift.db.base import utcnow
 from skylift.kit.errors import Conflict, Invalid, NotFound
 from skylift.registry.models import DEFAULT_MODULE, Device, DeviceVersion, Module, Product
-from skylift.registry.schemas import DeviceCreate, DeviceOut, ModuleCreate, ProductCreate
+from skylift.registry.schemas import DeviceCreate, DeviceOut, DevicePatch, ModuleCreate, ProductCreate
 
 MODULE_ALIASES = {"main": DEFAULT_MODULE}
 _KEY_ALPHABET = string.ascii_letters + string.digits
@@ -91,7 +91,13 @@ async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
         is not None
     ):
         raise Conflict(f"product {product.id} already has a device named {data.name!r}", field="name")
-    device = Device(product_id=product.id, name=data.name, access_token=_new_secret(), device_secret=_new_secret())
+    device = Device(
+        product_id=product.id,
+        name=data.name,
+        access_token=_new_secret(),
+        device_secret=_new_secret(),
+        tags=sorted(set(data.tags)),
+    )
     session.add(device)
     try:
         await session.flush()
@@ -110,6 +116,7 @@ def device_out(device: Device) -> DeviceOut:
         device_secret=device.device_secret,
         online=device.online,
         last_seen_at=device.last_seen_at,
+        tags=list(device.tags or []),
         versions={v.module: v.version for v in device.versions},
         created_at=device.created_at,
     )
@@ -126,10 +133,20 @@ async def get_device(session: AsyncSession, device_id: int) -> Device:
     return device
 
 
-async def list_devices(session: AsyncSession, product_id: int | None) -> list[Device]:
+async def update_device(session: AsyncSession, device_id: int, patch: DevicePatch) -> Device:
+    device = await get_device(session, device_id)
+    if patch.tags is not None:
+        device.tags = sorted(set(patch.tags))
+    await session.flush()
+    return device
+
+
+async def list_devices(session: AsyncSession, product_id: int | None, tag: str | None = None) -> list[Device]:
     query = select(Device).options(selectinload(Device.versions), selectinload(Device.product)).order_by(Device.id)
     if product_id is not None:
         query = query.where(Device.product_id == product_id)
+    if tag is not None:
+        return [d for d in (await session.scalars(query)).all() if tag in (d.tags or [])]
     return list((await session.scalars(query)).all())
 
 

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
 
 from skylift.deps import AdminDep, SessionDep
-from skylift.system import service
+from skylift.kit.schemas import ItemsOut
+from skylift.system import audit, service
 from skylift.system.service import SystemParameters
 
 router = APIRouter(prefix="/settings", tags=["settings"])
@@ -15,5 +20,36 @@ async def read_settings(session: SessionDep, _: AdminDep) -> SystemParameters:
 
 
 @router.put("", response_model=SystemParameters)
-async def write_settings(body: SystemParameters, session: SessionDep, _: AdminDep) -> SystemParameters:
-    return await service.put_parameters(session, body)
+async def write_settings(body: SystemParameters, session: SessionDep, actor: AdminDep) -> SystemParameters:
+    parameters = await service.put_parameters(session, body)
+    audit.record(session, actor, "settings.update", "settings", None, **parameters.model_dump())
+    return parameters
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target_type: str
+    target_id: int | None
+    details: dict[str, Any]
+
+
+audit_router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+@audit_router.get("", response_model=ItemsOut[AuditEventOut])
+async def read_audit(
+    session: SessionDep,
+    _: AdminDep,
+    target_type: str | None = None,
+    target_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before_id: int | None = Query(default=None, description="Page backwards: events older than this id"),
+) -> ItemsOut[AuditEventOut]:
+    """Newest first."""
+    events = await audit.list_events(session, target_type, target_id, limit, before_id)
+    return ItemsOut(items=[AuditEventOut.model_validate(e) for e in events])

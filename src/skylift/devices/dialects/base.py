@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_MODULE_LENGTH = 64
 MAX_VERSION_LENGTH = 64
+MAX_ID_LENGTH = 64
+# A device's message id, echoed in answers: seed 002 and Alibaba send strings, seed 004 numbers.
+MessageId = int | str
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 class MalformedMessage(ValueError):
@@ -31,28 +36,51 @@ class ProgressReported:
     module: str | None
 
 
-DeviceEvent = VersionReported | ProgressReported
+@dataclass(frozen=True)
+class UpgradeRequested:
+    """The device asks for its upgrade of one module (seed 004's request, Alibaba's firmware/get)."""
+
+    module: str | None
+    message_id: MessageId | None
+
+
+@dataclass(frozen=True)
+class BlockRequested:
+    """One block of a file sent over MQTT (Alibaba's file/download); range checks are the server's."""
+
+    message_id: MessageId | None
+    file_token: str
+    stream_id: int
+    file_id: int
+    offset: int
+    size: int
+
+
+DeviceEvent = VersionReported | ProgressReported | UpgradeRequested | BlockRequested
 
 
 @dataclass(frozen=True)
 class NoticeFile:
     name: str
     size: int
-    url: str
+    url: str | None  # None when the file is fetched over MQTT in blocks
     md5: str
     sha256: str
+    stream_file_id: int | None = None
 
 
 @dataclass(frozen=True)
 class Notice:
     """An upgrade notice, before it is put into a dialect's envelope."""
 
-    message_id: int
+    message_id: MessageId
     module: str
     version: str
     sign_method: str  # "MD5" or "SHA256"
     files: list[NoticeFile]
     ext_data: dict[str, Any] = field(default_factory=dict)
+    # Set for campaigns whose protocol is mqtt: the device fetches blocks of this stream.
+    stream_id: int | None = None
 
     def sign_of(self, file: NoticeFile) -> str:
         return file.md5 if self.sign_method == "MD5" else file.sha256
@@ -74,6 +102,32 @@ def optional_text(container: dict[str, Any], key: str, max_length: int) -> str |
         return None
     if not isinstance(value, str) or len(value) > max_length:
         raise MalformedMessage(f"{key} must be a string of at most {max_length} characters")
+    return value
+
+
+def optional_message_id(container: dict[str, Any]) -> MessageId | None:
+    """The `id` a device put in its message, to echo in the answer."""
+    value = container.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise MalformedMessage("id must be a number or a string")
+    if isinstance(value, str) and len(value) > MAX_ID_LENGTH:
+        raise MalformedMessage(f"id must be at most {MAX_ID_LENGTH} characters")
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise MalformedMessage("id is out of range")
+    return value
+
+
+def whole_number(container: dict[str, Any], key: str, low: int = -(2**63), high: int = 2**63 - 1) -> int:
+    """An integer field, also accepted as a decimal string (the seeds send `"step": "1"`)."""
+    value = container.get(key)
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedMessage(f"{key} must be a whole number")
+    if not low <= value <= high:
+        raise MalformedMessage(f"{key} must be between {low} and {high}")
     return value
 
 

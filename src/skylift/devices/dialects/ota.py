@@ -9,14 +9,20 @@ from skylift.campaigns.state import MAX_DESC_LENGTH, is_valid_step
 from skylift.devices.dialects.base import (
     MAX_MODULE_LENGTH,
     MAX_VERSION_LENGTH,
+    BlockRequested,
     DeviceEvent,
     MalformedMessage,
     ProgressReported,
+    UpgradeRequested,
     VersionReported,
     load_object,
+    optional_message_id,
     optional_text,
     required_text,
+    whole_number,
 )
+
+MAX_FILE_TOKEN_LENGTH = 128
 
 
 def _params(message: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +74,55 @@ def parse_progress(payload: bytes) -> ProgressReported:
     )
 
 
-PARSERS: dict[str, Callable[[bytes], DeviceEvent]] = {"inform": parse_inform, "progress": parse_progress}
+def _object(container: dict[str, Any], key: str) -> dict[str, Any]:
+    value = container.get(key)
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"{key} must be an object")
+    return value
+
+
+def parse_request(payload: bytes) -> UpgradeRequested:
+    """`{"id": 1, "params": {"version": "1.0.1", "module": "MCU"}}`; no module means the default module.
+
+    `version` is what the device runs; it is checked but not recorded (a request is not a report).
+    """
+    message = load_object(payload)
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise MalformedMessage("params must be an object")
+    optional_text(params, "version", MAX_VERSION_LENGTH)
+    return UpgradeRequested(
+        module=optional_text(params, "module", MAX_MODULE_LENGTH),
+        message_id=optional_message_id(message),
+    )
+
+
+def parse_block_request(payload: bytes) -> BlockRequested:
+    """Alibaba's file/download request.
+
+    `{"id", "version": "1.0", "params": {"fileToken", "fileInfo": {"streamId", "fileId"},
+    "fileBlock": {"size", "offset"}}}`; whether the block exists is the server's to judge.
+    """
+    message = load_object(payload)
+    params = _params(message)
+    file_info = _object(params, "fileInfo")
+    file_block = _object(params, "fileBlock")
+    return BlockRequested(
+        message_id=optional_message_id(message),
+        file_token=optional_text(params, "fileToken", MAX_FILE_TOKEN_LENGTH) or "",
+        stream_id=whole_number(file_info, "streamId"),
+        file_id=whole_number(file_info, "fileId"),
+        offset=whole_number(file_block, "offset"),
+        size=whole_number(file_block, "size"),
+    )
+
+
+PARSERS: dict[str, Callable[[bytes], DeviceEvent]] = {
+    "inform": parse_inform,
+    "progress": parse_progress,
+    "request": parse_request,
+    "download": parse_block_request,
+}
 
 
 def parse(kind: str, payload: bytes) -> DeviceEvent:

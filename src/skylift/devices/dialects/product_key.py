@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from skylift.devices.dialects.base import Notice
+from skylift.devices.dialects.base import MessageId, Notice
 from skylift.devices.dialects.token import SIGN_METHOD_NAMES, file_fields
 from skylift.registry.models import DEFAULT_MODULE
 
@@ -16,8 +16,9 @@ STYLES: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def render_notice(notice: Notice, style: str = "alibaba") -> bytes:
-    code, method_names = STYLES.get(style, STYLES["alibaba"])
+def notice_data(notice: Notice, style: str = "alibaba") -> dict[str, Any]:
+    """The `data` object of a notice; Alibaba's firmware/get_reply carries the same one."""
+    _, method_names = STYLES.get(style, STYLES["alibaba"])
     data: dict[str, Any] = {"version": notice.version}
     data.update(file_fields(notice))
     data["signMethod"] = method_names[notice.sign_method]
@@ -25,5 +26,19 @@ def render_notice(notice: Notice, style: str = "alibaba") -> bytes:
         data["module"] = notice.module
     if notice.ext_data:
         data["extData"] = notice.ext_data
-    envelope = {"code": code, "data": data, "id": notice.message_id, "message": "success"}
+    return data
+
+
+def render_notice(notice: Notice, style: str = "alibaba") -> bytes:
+    return _envelope(notice.message_id, notice_data(notice, style), style)
+
+
+def render_nothing_pending(message_id: MessageId, style: str = "alibaba") -> bytes:
+    """The answer to a request when no upgrade is open for the module: the envelope with empty data."""
+    return _envelope(message_id, {}, style)
+
+
+def _envelope(message_id: MessageId, data: dict[str, Any], style: str) -> bytes:
+    code, _ = STYLES.get(style, STYLES["alibaba"])
+    envelope = {"code": code, "data": data, "id": message_id, "message": "success"}
     return json.dumps(envelope, ensure_ascii=False).encode()

@@ -1,0 +1,89 @@
+"""The rollout engine: a loop that brings every active campaign up to date, once a tick.
+
+Its state is the database: after a crash or restart it simply continues. On PostgreSQL each
+campaign row is locked with SKIP LOCKED, so several replicas share the work without doubling it;
+on SQLite every write transaction is serialized anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from skylift.campaigns import service
+from skylift.campaigns.models import Campaign
+from skylift.db.base import utcnow
+from skylift.db.session import Database
+from skylift.devices.identity import DeviceIdentity
+from skylift.devices.notices import Notifier
+from skylift.devices.topics import upgrade_topic
+from skylift.packages.models import Package
+
+log = logging.getLogger(__name__)
+
+
+class RolloutEngine:
+    def __init__(
+        self, database: Database, notifier: Notifier, is_ready: service.ReadyCheck, interval_seconds: float
+    ) -> None:
+        self.database = database
+        self.notifier = notifier
+        self.is_ready = is_ready
+        self.interval = interval_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="rollout-engine")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        """Run a tick soon (something changed: a device arrived, reported or became reachable)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("rollout engine tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            self._wake.clear()
+
+    async def tick(self) -> None:
+        async with self.database.transaction() as session:
+            ids = list(
+                (
+                    await session.scalars(select(Campaign.id).where(Campaign.state.in_(service.ACTIVE_CAMPAIGN_STATES)))
+                ).all()
+            )
+        for campaign_id in ids:
+            await self.advance(campaign_id)
+
+    async def advance(self, campaign_id: int) -> None:
+        async with self.database.transaction() as session:
+            query = (
+                select(Campaign)
+                .where(Campaign.id == campaign_id)
+                .options(selectinload(Campaign.package).selectinload(Package.files))
+            )
+            if not self.database.is_sqlite:
+                query = query.with_for_update(skip_locked=True, of=Campaign)
+            campaign = await session.scalar(query)
+            if campaign is not None:
+                await service.advance(session, self.notifier, campaign, utcnow(), self.is_ready)
+
+    async def device_ready(self, identity: DeviceIdentity, topic_filter: str) -> None:
+        """A device subscribed to its upgrade topic: notices waiting for it can go out now."""
+        if topic_filter in (upgrade_topic(identity.access_token), upgrade_topic(identity.key_path)):
+            self.wake()

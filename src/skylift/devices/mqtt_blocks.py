@@ -1,0 +1,105 @@
+"""Package files over MQTT in blocks, in Alibaba's format (campaigns whose protocol is mqtt).
+
+A reply is one binary payload: a 2-byte big-endian header length, the JSON header, the block's
+bytes, then their CRC-16/IBM (poly 0x8005 reflected, init 0), 2 bytes big-endian. A request that
+cannot be served gets only the length and a JSON header with code 400 (no data, no CRC).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anycrc
+
+from skylift.db.session import Database
+from skylift.devices import service as device_service
+from skylift.devices.dialects.base import BlockRequested, MessageId
+from skylift.devices.identity import DeviceIdentity
+from skylift.packages.storage import LocalStorage
+
+log = logging.getLogger(__name__)
+
+# Larger requests are served this much (the header's bSize says so); a device continues from there.
+MAX_BLOCK_SIZE = 64 * 1024
+_CRC16_IBM = anycrc.Model("CRC16-ARC")  # CRC-16/IBM is catalogued as CRC-16/ARC
+
+
+def crc16_ibm(data: bytes) -> int:
+    return int(_CRC16_IBM.calc(data))
+
+
+def frame(header: dict[str, Any], data: bytes | None = None) -> bytes:
+    """Length-prefixed JSON header, then (for a served block) the data and its CRC."""
+    head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    body = len(head).to_bytes(2, "big") + head
+    if data is None:
+        return body
+    return body + data + crc16_ibm(data).to_bytes(2, "big")
+
+
+def _echo_id(message_id: MessageId | None) -> MessageId:
+    return message_id if message_id is not None else ""
+
+
+def block_reply(request: BlockRequested, file_length: int, offset: int, data: bytes) -> bytes:
+    header = {
+        "code": 200,
+        "data": {"fileToken": request.file_token, "fileLength": file_length, "bSize": len(data), "bOffset": offset},
+        "id": _echo_id(request.message_id),
+        "message": "success",
+    }
+    return frame(header, data)
+
+
+def error_reply(request: BlockRequested, message: str, code: int = 400) -> bytes:
+    return frame({"code": code, "id": _echo_id(request.message_id), "message": message})
+
+
+def block_span(offset: int, size: int, file_length: int) -> tuple[int, int] | str:
+    """(offset, size) to send, clamped to MAX_BLOCK_SIZE and the end of the file, or why not."""
+    if size <= 0:
+        return "block size must be positive"
+    if offset < 0 or (offset >= file_length and not offset == file_length == 0):
+        return f"offset {offset} is outside the file (0..{max(file_length - 1, 0)})"
+    return offset, min(size, MAX_BLOCK_SIZE, file_length - offset)
+
+
+def read_block(path: Path, offset: int, size: int) -> bytes:
+    """Just the block: seek and read, never the whole file (run in a worker thread)."""
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read(size)
+
+
+@dataclass(frozen=True)
+class Served:
+    payload: bytes
+    # (attempt id, attempt number) when this block carried the file's last byte.
+    finished: tuple[int, int] | None = None
+
+
+async def serve(database: Database, storage: LocalStorage, identity: DeviceIdentity, request: BlockRequested) -> Served:
+    """Answer one block request of a device for a file of its own open attempt."""
+    async with database.transaction() as session:
+        source = await device_service.block_source(session, identity, request.stream_id, request.file_id)
+    if source is None:
+        return Served(error_reply(request, "no such stream or file in an open upgrade of this device"))
+    span = block_span(request.offset, request.size, source.size)
+    if isinstance(span, str):
+        return Served(error_reply(request, span))
+    offset, size = span
+    try:
+        data = await asyncio.to_thread(read_block, storage.path(source.storage_key), offset, size)
+    except OSError:
+        log.exception("reading block %s+%s of %s failed", offset, size, source.storage_key)
+        data = b""
+    if len(data) != size:
+        log.error("package file %s is shorter than recorded (%s bytes)", source.storage_key, source.size)
+        return Served(error_reply(request, "the file cannot be read", code=500))
+    finished = (source.attempt_id, source.attempt_number) if offset + size >= source.size else None
+    return Served(block_reply(request, source.size, offset, data), finished)

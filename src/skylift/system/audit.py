@@ -1,0 +1,35 @@
+"""The audit log: every operator action, with who, what and when."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skylift.system.models import AuditEvent
+
+
+def record(
+    session: AsyncSession,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: int | None,
+    **details: Any,
+) -> None:
+    """Add an audit event to the current transaction: it is kept only if the action itself commits."""
+    session.add(AuditEvent(actor=actor, action=action, target_type=target_type, target_id=target_id, details=details))
+
+
+async def list_events(
+    session: AsyncSession, target_type: str | None, target_id: int | None, limit: int, before_id: int | None
+) -> list[AuditEvent]:
+    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    if target_type is not None:
+        query = query.where(AuditEvent.target_type == target_type)
+    if target_id is not None:
+        query = query.where(AuditEvent.target_id == target_id)
+    if before_id is not None:
+        query = query.where(AuditEvent.id < before_id)
+    return list((await session.scalars(query)).all())
