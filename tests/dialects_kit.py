@@ -12,6 +12,7 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 import secrets
 import signal
 import ssl
@@ -211,3 +212,50 @@ def running_tls_server(data_dir: Path, cert_path: Path, key_path: Path) -> Itera
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# --- EZtCloud devices and gateways (seed 003) -------------------------------------------------------
+
+
+class EztDevice:
+    """An EZtCloud device (or gateway): topics carry the MQTT username it logged in with."""
+
+    def __init__(self, server: Server, device: dict[str, Any], product_key_login: bool = False) -> None:
+        if product_key_login:
+            self.sim = SimDevice.product_key(server, device)
+            self.username = f"{device['name']}&{device['product_key']}"
+        else:
+            self.sim = SimDevice.token(server, device)
+            self.username = device["access_token"]
+        self.device = device
+
+    def connect(self, listen: bool = True, gateway: bool = False) -> EztDevice:
+        """Connect; subscribe to `command_send/{username}` (and `gateway_command_send/...` for a gateway)."""
+        self.sim.connect(subscribe=False)
+        if listen:
+            assert not self.sim.subscribe(f"command_send/{self.username}")[0].is_failure
+        if gateway:
+            assert not self.sim.subscribe(f"gateway_command_send/{self.username}")[0].is_failure
+        return self
+
+    def publish(self, kind: str, payload: dict[str, Any] | bytes) -> None:
+        self.sim.publish(f"{kind}/{self.username}", payload)
+
+    def command(self, timeout: float = 10) -> dict[str, Any]:
+        topic, body = self.sim.next_message(timeout)
+        assert topic == f"command_send/{self.username}", topic
+        return body
+
+    def gateway_command(self, timeout: float = 10) -> dict[str, Any]:
+        topic, body = self.sim.next_message(timeout)
+        assert topic == f"gateway_command_send/{self.username}", topic
+        return body
+
+    def disconnect(self) -> None:
+        self.sim.disconnect()
+
+
+def malformed_total(server: Server) -> float:
+    """Device messages refused so far (malformed, or a gateway acting for a device not its own)."""
+    text = httpx.get(f"{server.http_url}/metrics").text
+    return sum(float(v) for v in re.findall(r"^skylift_device_malformed_messages_total\{[^}]*\} (\S+)$", text, re.M))

@@ -104,6 +104,12 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         context.hub = hub
         context.engine = engine
         engine.start()
+        if settings.public_url is None:
+            log.warning(
+                "SKYLIFT_PUBLIC_URL is not set: download URLs sent to devices start with %s, "
+                "which only this machine can reach",
+                settings.resolved_public_url,
+            )
         app.state.ready = True
         log.info(
             "Skylift %s: HTTP on %s, MQTT on %s:%s",

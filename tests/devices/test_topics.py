@@ -43,7 +43,7 @@ class TestRoute:
             "/sys/a1pk/dev/thing/event/property/post",
             "/sys/a1pk/thing/file/download",
             "/sys//dev/thing/file/download",
-            "attributes/x",
+            "attributes",
             "/ota/device/",
             "/ota/device/inform",
         ],

@@ -346,13 +346,18 @@ def _ended(campaign: Campaign, now: datetime) -> bool:
     return campaign.end_at is not None and now >= campaign.end_at
 
 
-async def _attempts_where(session: AsyncSession, campaign: Campaign, *conditions: Any) -> list[CampaignDevice]:
+async def _attempts_where(
+    session: AsyncSession, campaign: Campaign, *conditions: Any, claim: bool = False
+) -> list[CampaignDevice]:
+    """Attempts of the campaign; with `claim`, rows another replica is working on are skipped."""
     query = (
         select(CampaignDevice)
         .where(CampaignDevice.campaign_id == campaign.id, *conditions)
         .options(selectinload(CampaignDevice.device).selectinload(Device.product))
         .order_by(CampaignDevice.rank)
     )
+    if claim and session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=True, of=CampaignDevice)
     return list((await session.scalars(query)).all())
 
 
@@ -482,6 +487,7 @@ async def _notify_pending(
         campaign,
         CampaignDevice.state == DeviceState.PENDING.value,
         CampaignDevice.group_index <= campaign.current_group,
+        claim=True,
     )
     for attempt in pending:
         if allowance is not None and allowance <= 0:

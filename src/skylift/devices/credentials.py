@@ -146,3 +146,14 @@ async def authenticate_signed(
         return None
     expected = http_signature(device.device_secret, device_name, product_key, timestamp)
     return _identity(device, LoginStyle.PRODUCT_KEY) if _same(sign.lower(), expected) else None
+
+
+async def sub_device(session: AsyncSession, gateway_id: int, address: str) -> DeviceIdentity | None:
+    """The gateway's sub-device at `address`, or None: a gateway speaks for its own sub-devices only."""
+    device = await session.scalar(
+        select(Device)
+        .where(Device.gateway_id == gateway_id, Device.address == address)
+        .options(selectinload(Device.product))
+    )
+    # A sub-device never logs in itself; its identity is that of its token.
+    return _identity(device, LoginStyle.TOKEN) if device is not None else None

@@ -18,7 +18,7 @@ from skylift.db.base import utcnow
 from skylift.db.session import Database
 from skylift.devices import credentials, mqtt_blocks, requests
 from skylift.devices import service as device_service
-from skylift.devices.dialects import alink, ota
+from skylift.devices.dialects import alink, eztcloud, ota
 from skylift.devices.dialects.base import (
     BlockRequested,
     MalformedMessage,
@@ -28,7 +28,7 @@ from skylift.devices.dialects.base import (
 )
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.notices import Notifier, parse_grant
-from skylift.devices.topics import Route, route, upgrade_topic
+from skylift.devices.topics import Route, command_topic, gateway_command_topic, route, upgrade_topic
 from skylift.kit import metrics
 from skylift.packages.storage import LocalStorage
 
@@ -51,7 +51,11 @@ class DeviceHub:
         self.max_payload_bytes = max_payload_bytes
         self._inboxes: dict[int, asyncio.Queue[tuple[Job, str]]] = {}
         self.on_device_ready: list[ReadyListener] = []
+        # Devices that subscribed to their notice topic on their current connection, gateways that
+        # subscribed to gateway_command_send, and which gateway each known sub-device hears through.
         self._ready: set[int] = set()
+        self._ready_gateways: set[int] = set()
+        self._gateway_of: dict[int, int] = {}
         self.wake_engine: Callable[[], None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._publisher: Publisher | None = None
@@ -64,8 +68,6 @@ class DeviceHub:
         if self._publisher is None:
             raise RuntimeError("no broker link attached")
         await self._publisher(topic, payload)
-        if "/upgrade/" in topic:
-            metrics.NOTICES_SENT.inc()
 
     async def authenticate(
         self, username: str | None, password: str | None, client_id: str | None
@@ -76,6 +78,7 @@ class DeviceHub:
     async def connected(self, identity: DeviceIdentity) -> int:
         # A new connection hears nothing until it subscribes again (clean sessions start empty).
         self._ready.discard(identity.device_id)
+        self._ready_gateways.discard(identity.device_id)
         async with self.database.transaction() as session:
             epoch = await device_service.mark_connected(session, identity)
         self._wake_engine()
@@ -86,6 +89,7 @@ class DeviceHub:
             current = await device_service.mark_disconnected(session, identity.device_id, epoch)
         if current:
             self._ready.discard(identity.device_id)
+            self._ready_gateways.discard(identity.device_id)
 
     async def download_finished(self, grant: str) -> None:
         parsed = parse_grant(grant)
@@ -134,12 +138,36 @@ class DeviceHub:
 
     async def _on_subscribed(self, identity: DeviceIdentity, topic_filter: str) -> None:
         if topic_filter in (upgrade_topic(identity.access_token), upgrade_topic(identity.key_path)):
+            await self._listens_on(identity, None)
             self._ready.add(identity.device_id)
+        elif topic_filter == command_topic(identity.username):
+            await self._listens_on(identity, topic_filter)
+            self._ready.add(identity.device_id)
+            self._wake_engine()  # the engine's own listener knows only the upgrade topics
+        elif topic_filter == gateway_command_topic(identity.username):
+            async with self.database.transaction() as session:
+                sub_devices = await device_service.sub_device_ids(session, identity.device_id)
+            self._gateway_of.update(dict.fromkeys(sub_devices, identity.device_id))
+            self._ready_gateways.add(identity.device_id)
+            self._wake_engine()
         for listener in self.on_device_ready:
             await listener(identity, topic_filter)
 
+    async def _listens_on(self, identity: DeviceIdentity, topic: str | None) -> None:
+        # Recorded before the engine hears of it, so a notice waiting for the device takes this channel.
+        async with self.database.transaction() as session:
+            await device_service.listens_on(session, identity.device_id, topic)
+
+    def sub_device_registered(self, device_id: int, gateway_id: int) -> None:
+        """A sub-device was registered: it is reachable whenever its gateway listens."""
+        self._gateway_of[device_id] = gateway_id
+
     async def handle(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
         where = route(topic)
+        if where is not None and where.family == "eztcloud":
+            if where.topic_id == identity.username:
+                await self._handle_eztcloud(identity, topic, where, payload)
+            return
         if where is None or not identity.owns_topic_id(where.topic_id):
             return
         kind = where.kind
@@ -159,6 +187,41 @@ class DeviceHub:
             await self._answer(identity, where, event)
             return
         await self.apply(identity, event)
+
+    async def _handle_eztcloud(self, identity: DeviceIdentity, topic: str, where: Route, payload: bytes) -> None:
+        """EZtCloud (003) messages; a gateway's messages name one of its own sub-devices and act for it."""
+        kind = where.kind
+        if len(payload) > self.max_payload_bytes:
+            self._refuse(identity, kind, topic, "payload too large")
+            return
+        try:
+            message = eztcloud.PARSERS[kind](payload)
+        except MalformedMessage as exc:
+            self._refuse(identity, kind, topic, exc.reason)
+            return
+        device, address = identity, None
+        if isinstance(message, eztcloud.SubDeviceMessage):
+            async with self.database.transaction() as session:
+                sub_device = await credentials.sub_device(session, identity.device_id, message.address)
+            if sub_device is None:
+                self._refuse(identity, kind, topic, f"{message.address!r} is not a sub-device of this gateway")
+                return
+            device, address, message = sub_device, message.address, message.event
+        metrics.DEVICE_MESSAGES.labels(kind=kind).inc()
+        match message:
+            case eztcloud.PropertiesReported(values=values):
+                async with self.database.transaction() as session:
+                    recorded, touched = await device_service.properties_reported(session, device, values)
+                    await self.settle(session, touched)
+                if recorded:
+                    self._wake_engine()  # a dynamic campaign may now match this device
+            case UpgradeRequested():
+                command = await requests.answer_check(self.database, self.notifier, device, message)
+                await self.publish(where.reply_topic, eztcloud.render(command, address))
+            case ProgressReported():
+                await self.apply(device, message)
+            case eztcloud.Noted(what=what):
+                log.debug("%s from device %s on %s changes nothing", what, device.device_id, topic)
 
     async def apply(self, identity: DeviceIdentity, event: VersionReported | ProgressReported) -> None:
         """A version or progress report, from MQTT or the HTTP device API."""
@@ -188,8 +251,13 @@ class DeviceHub:
                 await device_service.download_finished(session, *served.finished)
 
     def is_ready(self, device_id: int) -> bool:
-        """Whether the device has subscribed to its upgrade topic on its current connection."""
-        return device_id in self._ready
+        """Whether the device can hear a notice now: it subscribed to its upgrade topic (or to
+        `command_send/{username}`) on its current connection, or, for a sub-device, its gateway to
+        `gateway_command_send/{username}`."""
+        if device_id in self._ready:
+            return True
+        gateway_id = self._gateway_of.get(device_id)
+        return gateway_id is not None and gateway_id in self._ready_gateways
 
     @staticmethod
     def _refuse(identity: DeviceIdentity, kind: str, topic: str, reason: str) -> None:

@@ -29,5 +29,10 @@ class DeviceIdentity:
     def key_path(self) -> str:
         return f"{self.product_key}/{self.name}"
 
+    @property
+    def username(self) -> str:
+        """The MQTT username the device logged in with; EZtCloud (003) topics carry it."""
+        return self.access_token if self.login_style is LoginStyle.TOKEN else f"{self.name}&{self.product_key}"
+
     def owns_topic_id(self, topic_id: str) -> bool:
         return topic_id in (self.access_token, self.key_path)

@@ -10,11 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.config import Settings
 from skylift.db.session import after_commit
-from skylift.devices.dialects import product_key, token
+from skylift.devices.dialects import eztcloud, product_key, token
 from skylift.devices.dialects.base import Notice, NoticeFile
 from skylift.devices.downloads import download_path
 from skylift.devices.identity import LoginStyle
 from skylift.devices.topics import upgrade_topic
+from skylift.kit import metrics
 from skylift.kit.signing import UrlSigner
 from skylift.packages.models import Package
 from skylift.registry.models import Device, Product
@@ -85,17 +86,32 @@ class Notifier:
 
     def queue(self, session: AsyncSession, device: Device, product: Product, notice: Notice) -> None:
         """Send the notice in the device's own dialect once the transaction commits."""
-        if device.login_style == LoginStyle.PRODUCT_KEY:
-            topic = upgrade_topic(f"{product.product_key}/{device.name}")
-            payload = product_key.render_notice(notice, product.notice_style)
-        else:
-            topic = upgrade_topic(device.access_token)
-            payload = token.render_notice(notice)
+        topic, payload = addressed(device, product, notice)
         publish = self.publish
         if publish is None:
             raise RuntimeError("no broker link to send notices through")
 
         async def send() -> None:
             await publish(topic, payload)
+            metrics.NOTICES_SENT.inc()
 
         after_commit(session, send)
+
+
+def addressed(device: Device, product: Product, notice: Notice) -> tuple[str, bytes]:
+    """(topic, payload) of a notice: where the device listens, in that channel's dialect.
+
+    A sub-device hears through its gateway (`gateway_command_send/...`), an EZtCloud device on
+    `command_send/{username}` once it has subscribed there (both in `Device.command_topic`); every
+    other device on its upgrade topic, in the envelope of its login."""
+    if device.command_topic is not None:
+        module = eztcloud.module_label(notice.module)
+        if device.gateway_id is not None:
+            address = device.address or device.name
+            return device.command_topic, eztcloud.render_gateway_command(address, notice, module, notice.message_id)
+        return device.command_topic, eztcloud.render_command(notice, module, notice.message_id)
+    if device.login_style == LoginStyle.PRODUCT_KEY:
+        return upgrade_topic(f"{product.product_key}/{device.name}"), product_key.render_notice(
+            notice, product.notice_style
+        )
+    return upgrade_topic(device.access_token), token.render_notice(notice)

@@ -6,13 +6,17 @@ envelope with empty params (token devices) or empty data (product-key devices, A
 
 from __future__ import annotations
 
+from typing import Any
+
 from skylift.db.session import Database
+from skylift.devices import latest
 from skylift.devices import service as device_service
-from skylift.devices.dialects import alink, product_key, token
+from skylift.devices.dialects import alink, eztcloud, product_key, token
 from skylift.devices.dialects.base import MessageId, UpgradeRequested
 from skylift.devices.identity import DeviceIdentity, LoginStyle
 from skylift.devices.notices import Notifier, new_message_id
 from skylift.devices.topics import Route
+from skylift.registry.service import canonical_module
 
 
 def render_offer(style: LoginStyle, offer: device_service.Offer, message_id: MessageId) -> bytes:
@@ -46,3 +50,19 @@ async def answer_http(
     async with database.transaction() as session:
         offer = await device_service.upgrade_requested(session, notifier, identity, module, message_id)
     return render_offer(identity.login_style, offer, message_id) if offer.notice is not None else None
+
+
+async def answer_check(
+    database: Database, notifier: Notifier, identity: DeviceIdentity, request: UpgradeRequested
+) -> dict[str, Any]:
+    """The `otaUpgrade` command answering an EZtCloud `otaCheck` (seed 003), with the request's id.
+
+    First the device's open campaign attempt for the module (as for any request); else, where the
+    product allows it, the newest package above its reported version (devices/latest.py); else
+    `upgrade: false`. The module is named as the device named it (`main` when it named none)."""
+    message_id = new_message_id() if request.message_id is None else request.message_id
+    async with database.transaction() as session:
+        offer = await device_service.upgrade_requested(session, notifier, identity, request.module, message_id)
+        notice = offer.notice or await latest.offer(session, notifier, identity, request.module, message_id)
+    module = eztcloud.module_label(canonical_module(request.module), request.module)
+    return eztcloud.command(notice, module, message_id)

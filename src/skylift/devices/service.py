@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -16,9 +17,11 @@ from skylift.db.base import utcnow
 from skylift.devices.dialects import base as events
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.notices import Notifier, new_message_id
+from skylift.devices.topics import gateway_command_topic
+from skylift.kit.versions import same_version
 from skylift.packages.models import Package
 from skylift.registry import service as registry
-from skylift.registry.models import Device, Product
+from skylift.registry.models import Device, DeviceVersion, Module, Product
 
 IN_PROGRESS_STATES = [s.value for s in IN_PROGRESS]
 FINAL_STATES = {s.value for s in FINAL}
@@ -47,6 +50,37 @@ async def version_reported(session: AsyncSession, identity: DeviceIdentity, even
         if attempt.state in FINAL_STATES:
             finished.add(attempt.campaign_id)
     return finished
+
+
+async def properties_reported(
+    session: AsyncSession, identity: DeviceIdentity, values: Mapping[str, str]
+) -> tuple[int, set[int]]:
+    """An EZtCloud property report: each module whose version property is present reports that version.
+
+    EZtCloud devices may report their properties periodically, so a version that has not changed
+    since the last report is only refreshed: it does not judge an attempt under way (it would fail as
+    `version mismatch` while the device is still downloading). A changed version is a version report.
+    Returns how many module versions were recorded, and the campaigns in which an attempt finished."""
+    modules = (await session.scalars(select(Module).where(Module.product_id == identity.product_id))).all()
+    known: dict[str, str] = {
+        module: version
+        for module, version in (
+            await session.execute(
+                select(DeviceVersion.module, DeviceVersion.version).where(DeviceVersion.device_id == identity.device_id)
+            )
+        ).tuples()
+    }
+    recorded, finished = 0, set()
+    for module in modules:
+        version = values.get(module.version_property) if module.version_property else None
+        if version is None:
+            continue
+        recorded += 1
+        if module.name in known and same_version(version, known[module.name]):
+            await registry.record_version(session, identity.device_id, module.name, version)
+        else:
+            finished |= await version_reported(session, identity, events.VersionReported(module.name, version))
+    return recorded, finished
 
 
 async def progress_reported(
@@ -182,6 +216,13 @@ async def mark_connected(session: AsyncSession, identity: DeviceIdentity) -> int
     device.online = True
     device.last_seen_at = utcnow()
     device.login_style = identity.login_style.value
+    device.login_username = identity.username
+    # Sub-devices are reachable exactly while their gateway is connected, on the username it logged in with.
+    await session.execute(
+        update(Device)
+        .where(Device.gateway_id == device.id)
+        .values(online=True, command_topic=gateway_command_topic(identity.username))
+    )
     await session.flush()
     return device.connection_epoch
 
@@ -193,7 +234,26 @@ async def mark_disconnected(session: AsyncSession, device_id: int, epoch: int) -
         .where(Device.id == device_id, Device.connection_epoch == epoch)
         .values(online=False, last_seen_at=utcnow())
     )
-    return bool(getattr(result, "rowcount", 0))
+    current = bool(getattr(result, "rowcount", 0))
+    if current:
+        await session.execute(update(Device).where(Device.gateway_id == device_id).values(online=False))
+    return current
+
+
+async def listens_on(session: AsyncSession, device_id: int, command_topic: str | None) -> None:
+    """Record where the device subscribed for its notices (the last subscription wins): EZtCloud's
+    `command_send/{username}`, or None for its upgrade topic. Sub-devices hear through their gateway."""
+    await session.execute(
+        update(Device)
+        .where(
+            Device.id == device_id, Device.gateway_id.is_(None), Device.command_topic.is_distinct_from(command_topic)
+        )
+        .values(command_topic=command_topic)
+    )
+
+
+async def sub_device_ids(session: AsyncSession, gateway_id: int) -> list[int]:
+    return list((await session.scalars(select(Device.id).where(Device.gateway_id == gateway_id))).all())
 
 
 async def mark_all_offline(session: AsyncSession) -> None:

@@ -12,15 +12,29 @@ UP_KINDS = frozenset({"inform", "progress", "request", "download"})
 DOWN_KINDS = frozenset({"upgrade", "download_reply"})
 # Alibaba SDK methods under `/sys/{pk}/{dn}/` → message kind; each is answered on `{method}_reply`.
 SYS_METHODS = {"thing/ota/firmware/get": "firmware_get", "thing/file/download": "download"}
+# EZtCloud (003): `{kind}/{username}`, where username is what the device logged in with.
+EZTCLOUD_UP_KINDS = frozenset(
+    {
+        "attributes",
+        "event_report",
+        "command_reply",
+        "gateway_attributes",
+        "gateway_event_report",
+        "gateway_command_reply",
+    }
+)
+COMMAND_SEND = "command_send"
+GATEWAY_COMMAND_SEND = "gateway_command_send"
+EZTCLOUD_DOWN_KINDS = frozenset({COMMAND_SEND, GATEWAY_COMMAND_SEND})
 
 
 @dataclass(frozen=True)
 class Route:
     """Where a device message came in: its topic family, message kind and the `{id}` in the topic."""
 
-    family: str  # "ota" (/ota/device/...) or "sys" (/sys/{pk}/{dn}/...)
+    family: str  # "ota" (/ota/device/...), "sys" (/sys/{pk}/{dn}/...) or "eztcloud" ({kind}/{username})
     kind: str
-    topic_id: str
+    topic_id: str  # for "eztcloud", the username
     method: str = ""  # the /sys method, for its reply topic
 
     @property
@@ -28,6 +42,10 @@ class Route:
         """Where the answer to a request or block request goes."""
         if self.family == "sys":
             return f"{SYS_PREFIX}{self.topic_id}/{self.method}_reply"
+        if self.family == "eztcloud":
+            if self.kind.startswith("gateway_"):
+                return gateway_command_topic(self.topic_id)
+            return command_topic(self.topic_id)
         if self.kind == "download":
             return f"{OTA_PREFIX}download_reply/{self.topic_id}"
         return upgrade_topic(self.topic_id)
@@ -38,6 +56,9 @@ def route(topic: str) -> Route | None:
     parts = split_ota_topic(topic)
     if parts is not None:
         return Route("ota", parts[0], parts[1])
+    parts = split_eztcloud_topic(topic)
+    if parts is not None:
+        return Route("eztcloud", parts[0], parts[1]) if parts[0] in EZTCLOUD_UP_KINDS else None
     if not topic.startswith(SYS_PREFIX):
         return None
     product_key, _, rest = topic[len(SYS_PREFIX) :].partition("/")
@@ -56,6 +77,24 @@ def split_ota_topic(topic: str) -> tuple[str, str] | None:
     if not kind or not topic_id:
         return None
     return kind, topic_id
+
+
+def split_eztcloud_topic(topic: str) -> tuple[str, str] | None:
+    """`{kind}/{username}` → (kind, username) for EZtCloud's topic kinds; None for anything else."""
+    kind, _, username = topic.partition("/")
+    if kind not in EZTCLOUD_UP_KINDS and kind not in EZTCLOUD_DOWN_KINDS:
+        return None
+    if not username or "/" in username:
+        return None
+    return kind, username
+
+
+def command_topic(username: str) -> str:
+    return f"{COMMAND_SEND}/{username}"
+
+
+def gateway_command_topic(username: str) -> str:
+    return f"{GATEWAY_COMMAND_SEND}/{username}"
 
 
 def topic_id_for(identity: DeviceIdentity) -> str:
@@ -81,6 +120,10 @@ def may_publish(identity: DeviceIdentity, topic: str) -> bool:
     if parts is not None:
         kind, topic_id = parts
         return kind in UP_KINDS and identity.owns_topic_id(topic_id)
+    parts = split_eztcloud_topic(topic)
+    if parts is not None:
+        kind, username = parts
+        return kind in EZTCLOUD_UP_KINDS and username == identity.username
     sys_prefix = _sys_prefix(identity)
     # Replies flow down from the platform; a device may not forge them for itself.
     return topic.startswith(sys_prefix) and not topic.endswith("_reply")
@@ -91,5 +134,10 @@ def may_subscribe(identity: DeviceIdentity, topic_filter: str) -> bool:
     if parts is not None:
         kind, topic_id = parts
         return kind in DOWN_KINDS and not _has_wildcard(topic_id) and identity.owns_topic_id(topic_id)
+    parts = split_eztcloud_topic(topic_filter)
+    if parts is not None:
+        kind, username = parts
+        # Only its own username, and never a wildcard that could match someone else's.
+        return kind in EZTCLOUD_DOWN_KINDS and not _has_wildcard(topic_filter) and username == identity.username
     sys_prefix = _sys_prefix(identity)
     return topic_filter.startswith(sys_prefix) and not _has_wildcard(identity.key_path)

@@ -13,8 +13,10 @@ from skylift.registry.schemas import (
     DevicePatch,
     ModuleCreate,
     ModuleOut,
+    ModulePatch,
     ProductCreate,
     ProductOut,
+    ProductPatch,
     VersionDistribution,
 )
 from skylift.system import audit
@@ -40,6 +42,14 @@ async def read_product(product_id: int, session: SessionDep, _: AdminDep) -> Pro
     return ProductOut.model_validate(await service.get_product(session, product_id, field="id"))
 
 
+@router.patch("/products/{product_id}", response_model=ProductOut)
+async def update_product(product_id: int, body: ProductPatch, session: SessionDep, actor: AdminDep) -> ProductOut:
+    """Change a product's description, notice style or "latest for everyone" (auto_upgrade_latest)."""
+    product = await service.update_product(session, product_id, body)
+    audit.record(session, actor, "product.update", "product", product_id, **body.model_dump(exclude_none=True))
+    return ProductOut.model_validate(product)
+
+
 @router.get("/products/{product_id}/versions", response_model=VersionDistribution)
 async def product_versions(
     product_id: int, session: SessionDep, _: AdminDep, module: str = "default"
@@ -55,12 +65,37 @@ async def create_module(body: ModuleCreate, session: SessionDep, actor: AdminDep
     return ModuleOut.model_validate(module)
 
 
+@router.patch("/modules/{module_id}", response_model=ModuleOut)
+async def update_module(module_id: int, body: ModulePatch, session: SessionDep, actor: AdminDep) -> ModuleOut:
+    """Change a module's alias, description or version property (the default module's too)."""
+    module = await service.update_module(session, module_id, body)
+    audit.record(session, actor, "module.update", "module", module_id, **body.model_dump(exclude_none=True))
+    return ModuleOut.model_validate(module)
+
+
 @router.post("/devices", status_code=201, response_model=DeviceOut)
 async def create_device(body: DeviceCreate, context: ContextDep, session: SessionDep, actor: AdminDep) -> DeviceOut:
     device = await service.create_device(session, body)
-    audit.record(session, actor, "device.create", "device", device.id, product_id=body.product_id, name=body.name)
+    audit.record(
+        session,
+        actor,
+        "device.create",
+        "device",
+        device.id,
+        **body.model_dump(include={"product_id", "name", "gateway_id", "address"}, exclude_none=True),
+    )
+    if device.gateway_id is not None:
+        after_commit(session, _sub_device_registered(context, device.id, device.gateway_id))
     after_commit(session, _wake(context))  # a dynamic campaign may take the new device
     return service.device_out(device)
+
+
+def _sub_device_registered(context: AppContext, device_id: int, gateway_id: int) -> AfterCommit:
+    async def registered() -> None:
+        if context.hub is not None:
+            context.hub.sub_device_registered(device_id, gateway_id)
+
+    return registered
 
 
 def _wake(context: AppContext) -> AfterCommit:

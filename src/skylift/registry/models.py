@@ -19,6 +19,9 @@ class Product(TimestampMixin, Base):
     product_key: Mapped[str] = mapped_column(String(32), unique=True)
     # Which upgrade-notice envelope product-key devices get: "alibaba" (code "1000") or "sagoo" ("200").
     notice_style: Mapped[str] = mapped_column(String(16), default="alibaba")
+    # "Latest for everyone" (003's version library check): a device that polls gets the newest enabled
+    # full package above its reported version even when no campaign targets it.
+    auto_upgrade_latest: Mapped[bool] = mapped_column(Boolean, default=False)
 
     modules: Mapped[list[Module]] = relationship(back_populates="product", order_by="Module.id")
 
@@ -32,13 +35,15 @@ class Module(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(64))
     alias: Mapped[str] = mapped_column(String(64), default="")
     description: Mapped[str] = mapped_column(Text, default="")
+    # The property an EZtCloud device reports this module's version in (`version`, `mcu_version`, ...).
+    version_property: Mapped[str] = mapped_column(String(64), default="")
 
     product: Mapped[Product] = relationship(back_populates="modules")
 
 
 class Device(TimestampMixin, Base):
     __tablename__ = "devices"
-    __table_args__ = (UniqueConstraint("product_id", "name"),)
+    __table_args__ = (UniqueConstraint("product_id", "name"), UniqueConstraint("gateway_id", "address"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
@@ -49,6 +54,16 @@ class Device(TimestampMixin, Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     # Topic family the device last logged in with ("token" or "product_key"): notices go there.
     login_style: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The MQTT username of that login: EZtCloud topics (`command_send/{username}`) carry it.
+    login_username: Mapped[str | None] = mapped_column(String(128), default=None)
+    # Where EZtCloud commands for the device go: `command_send/{username}` once it subscribed there, or for
+    # a sub-device `gateway_command_send/{its gateway's username}`. None: notices go to /ota/device/upgrade.
+    command_topic: Mapped[str | None] = mapped_column(String(160), default=None)
+    # A sub-device (003) is reached through its gateway, which names it by `address` in its messages.
+    gateway_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True, default=None
+    )
+    address: Mapped[str | None] = mapped_column(String(64), default=None)
     # Bumped on every accepted connection; a disconnect of an older connection is stale.
     connection_epoch: Mapped[int] = mapped_column(Integer, default=0)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)

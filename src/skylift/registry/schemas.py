@@ -6,12 +6,31 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
+# An EZtCloud property identifier, as a device puts it in its attributes report.
+PROPERTY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+AUTO_UPGRADE_LATEST = (
+    "Devices that poll (EZtCloud otaCheck) get the newest enabled full package above their reported version, "
+    "even when no campaign targets them"
+)
+VERSION_PROPERTY = (
+    "The attributes property that carries this module's version (EZtCloud); "
+    "default `version` for the default module, `{name}_version` (lower case) for others"
+)
 
 
 class ProductCreate(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     description: str = Field(default="", max_length=2000)
     notice_style: Literal["alibaba", "sagoo"] = "alibaba"
+    auto_upgrade_latest: bool = Field(default=False, description=AUTO_UPGRADE_LATEST)
+
+
+class ProductPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=2000)
+    notice_style: Literal["alibaba", "sagoo"] | None = None
+    auto_upgrade_latest: bool | None = Field(default=None, description=AUTO_UPGRADE_LATEST)
 
 
 class ModuleCreate(BaseModel):
@@ -19,6 +38,15 @@ class ModuleCreate(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
     alias: str = Field(default="", max_length=64)
     description: str = Field(default="", max_length=2000)
+    version_property: str | None = Field(default=None, pattern=PROPERTY_PATTERN, description=VERSION_PROPERTY)
+
+
+class ModulePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alias: str | None = Field(default=None, max_length=64)
+    description: str | None = Field(default=None, max_length=2000)
+    version_property: str | None = Field(default=None, pattern=PROPERTY_PATTERN, description=VERSION_PROPERTY)
 
 
 class ModuleOut(BaseModel):
@@ -29,6 +57,7 @@ class ModuleOut(BaseModel):
     name: str
     alias: str
     description: str
+    version_property: str
 
 
 class ProductOut(BaseModel):
@@ -39,6 +68,7 @@ class ProductOut(BaseModel):
     description: str
     product_key: str
     notice_style: str
+    auto_upgrade_latest: bool
     modules: list[ModuleOut]
     created_at: datetime
 
@@ -51,6 +81,10 @@ class DeviceCreate(BaseModel):
     product_id: int
     name: str = Field(pattern=NAME_PATTERN, description="Letters, digits and _ . : @ -; unique in the product")
     tags: Tags = Field(default_factory=list, max_length=32, description="Labels campaigns can target")
+    gateway_id: int | None = Field(default=None, description="Register a sub-device under this gateway (EZtCloud)")
+    address: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="How the gateway names the sub-device; unique per gateway"
+    )
 
 
 class DevicePatch(BaseModel):
@@ -70,6 +104,11 @@ class DeviceOut(BaseModel):
     last_seen_at: datetime | None
     tags: list[str]
     versions: dict[str, str] = Field(description="Reported version per module")
+    gateway_id: int | None = Field(description="The gateway a sub-device is reached through")
+    address: str | None = Field(description="The sub-device's name in its gateway's messages")
+    notice_channel: str = Field(
+        description="Where notices go: ota (/ota/device/upgrade/...), eztcloud (command_send/...) or gateway"
+    )
     created_at: datetime
 
 

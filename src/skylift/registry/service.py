@@ -13,9 +13,18 @@ from sqlalchemy.orm import selectinload
 from skylift.db.base import utcnow
 from skylift.kit.errors import Conflict, Invalid, NotFound
 from skylift.registry.models import DEFAULT_MODULE, Device, DeviceVersion, Module, Product
-from skylift.registry.schemas import DeviceCreate, DeviceOut, DevicePatch, ModuleCreate, ProductCreate
+from skylift.registry.schemas import (
+    DeviceCreate,
+    DeviceOut,
+    DevicePatch,
+    ModuleCreate,
+    ModulePatch,
+    ProductCreate,
+    ProductPatch,
+)
 
 MODULE_ALIASES = {"main": DEFAULT_MODULE}
+DEFAULT_VERSION_PROPERTY = "version"
 _KEY_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -37,9 +46,17 @@ async def create_product(session: AsyncSession, data: ProductCreate) -> Product:
         name=data.name,
         description=data.description,
         notice_style=data.notice_style,
+        auto_upgrade_latest=data.auto_upgrade_latest,
         product_key=_new_product_key(),
     )
-    product.modules = [Module(name=DEFAULT_MODULE, alias="main", description="Whole-device firmware")]
+    product.modules = [
+        Module(
+            name=DEFAULT_MODULE,
+            alias="main",
+            description="Whole-device firmware",
+            version_property=DEFAULT_VERSION_PROPERTY,
+        )
+    ]
     session.add(product)
     await session.flush()
     return product
@@ -51,6 +68,18 @@ async def get_product(session: AsyncSession, product_id: int, field: str = "prod
     )
     if product is None:
         raise NotFound(f"product {product_id} does not exist", field=field)
+    return product
+
+
+async def update_product(session: AsyncSession, product_id: int, patch: ProductPatch) -> Product:
+    product = await get_product(session, product_id, field="id")
+    if patch.description is not None:
+        product.description = patch.description
+    if patch.notice_style is not None:
+        product.notice_style = patch.notice_style
+    if patch.auto_upgrade_latest is not None:
+        product.auto_upgrade_latest = patch.auto_upgrade_latest
+    await session.flush()
     return product
 
 
@@ -66,8 +95,52 @@ async def create_module(session: AsyncSession, data: ModuleCreate) -> Module:
         raise Invalid(f"{data.name!r} is an alias of the default module", field="name")
     if any(module.name == data.name for module in product.modules):
         raise Conflict(f"product {product.id} already has a module {data.name!r}", field="name")
-    module = Module(product_id=product.id, name=data.name, alias=data.alias, description=data.description)
+    version_property = data.version_property or default_version_property(data.name)
+    _check_property_free(product, version_property, None)
+    module = Module(
+        product_id=product.id,
+        name=data.name,
+        alias=data.alias,
+        description=data.description,
+        version_property=version_property,
+    )
     session.add(module)
+    await session.flush()
+    return module
+
+
+def default_version_property(module: str) -> str:
+    """`version` for the whole device, `mcu_version` for module `MCU` (the names 003's examples use)."""
+    return DEFAULT_VERSION_PROPERTY if module == DEFAULT_MODULE else f"{module.lower()}_version"
+
+
+def _check_property_free(product: Product, version_property: str, module_id: int | None) -> None:
+    # One property stands for one module, or a single report would set two modules' versions.
+    taken = next((m for m in product.modules if m.version_property == version_property and m.id != module_id), None)
+    if taken is not None:
+        raise Conflict(
+            f"property {version_property!r} already carries the version of module {taken.name!r}",
+            field="version_property",
+        )
+
+
+async def get_module(session: AsyncSession, module_id: int) -> Module:
+    module = await session.get(Module, module_id)
+    if module is None:
+        raise NotFound(f"module {module_id} does not exist", field="id")
+    return module
+
+
+async def update_module(session: AsyncSession, module_id: int, patch: ModulePatch) -> Module:
+    """Alias, description and version property; also of the default module."""
+    module = await get_module(session, module_id)
+    if patch.version_property is not None:
+        _check_property_free(await get_product(session, module.product_id), patch.version_property, module.id)
+        module.version_property = patch.version_property
+    if patch.alias is not None:
+        module.alias = patch.alias
+    if patch.description is not None:
+        module.description = patch.description
     await session.flush()
     return module
 
@@ -91,12 +164,19 @@ async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
         is not None
     ):
         raise Conflict(f"product {product.id} already has a device named {data.name!r}", field="name")
+    gateway = await _gateway_for(session, data)
     device = Device(
         product_id=product.id,
         name=data.name,
         access_token=_new_secret(),
         device_secret=_new_secret(),
         tags=sorted(set(data.tags)),
+        gateway_id=gateway.id if gateway else None,
+        address=data.address if gateway else None,
+        # A sub-device hears through its gateway (devices/topics.py: gateway_command_topic, refreshed at each
+        # gateway login), and is reachable exactly when the gateway is connected.
+        command_topic=f"gateway_command_send/{gateway.login_username or gateway.access_token}" if gateway else None,
+        online=gateway.online if gateway else False,
     )
     session.add(device)
     try:
@@ -104,6 +184,34 @@ async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
     except IntegrityError as exc:
         raise Conflict("the device could not be registered; try again", field="name") from exc
     return await get_device(session, device.id)
+
+
+async def _gateway_for(session: AsyncSession, data: DeviceCreate) -> Device | None:
+    """The gateway a new sub-device is registered under (any device can be one, but not a sub-device)."""
+    if data.gateway_id is None and data.address is None:
+        return None
+    if data.gateway_id is None:
+        raise Invalid("a sub-device's address needs the gateway_id of its gateway", field="gateway_id")
+    if data.address is None:
+        raise Invalid("a sub-device needs the address its gateway names it by", field="address")
+    gateway = await session.get(Device, data.gateway_id)
+    if gateway is None:
+        raise NotFound(f"device {data.gateway_id} does not exist", field="gateway_id")
+    if gateway.gateway_id is not None:
+        raise Invalid(f"device {gateway.id} is itself a sub-device and cannot be a gateway", field="gateway_id")
+    taken = await session.scalar(
+        select(Device.id).where(Device.gateway_id == gateway.id, Device.address == data.address)
+    )
+    if taken is not None:
+        raise Conflict(f"gateway {gateway.id} already has a sub-device at {data.address!r}", field="address")
+    return gateway
+
+
+def notice_channel(device: Device) -> str:
+    """Where the device's notices go: through its gateway, on EZtCloud's command_send, or the upgrade topic."""
+    if device.gateway_id is not None:
+        return "gateway"
+    return "eztcloud" if device.command_topic is not None else "ota"
 
 
 def device_out(device: Device) -> DeviceOut:
@@ -118,6 +226,9 @@ def device_out(device: Device) -> DeviceOut:
         last_seen_at=device.last_seen_at,
         tags=list(device.tags or []),
         versions={v.module: v.version for v in device.versions},
+        gateway_id=device.gateway_id,
+        address=device.address,
+        notice_channel=notice_channel(device),
         created_at=device.created_at,
     )
 

@@ -86,10 +86,12 @@ class Notice:
         return file.md5 if self.sign_method == "MD5" else file.sha256
 
 
-def load_object(payload: bytes) -> dict[str, Any]:
+def load_object(payload: bytes, *, floats_as_text: bool = False) -> dict[str, Any]:
+    """The payload's JSON object; `floats_as_text` keeps a number like `2.10` as the text the device sent."""
     try:
-        value = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = json.loads(payload, parse_float=str if floats_as_text else None)
+    # ValueError also covers integers too long to convert; RecursionError, arrays nested too deep.
+    except (ValueError, RecursionError) as exc:
         raise MalformedMessage("payload is not JSON") from exc
     if not isinstance(value, dict):
         raise MalformedMessage("payload is not a JSON object")

@@ -41,7 +41,8 @@ def parse_inform(payload: bytes) -> VersionReported:
     )
 
 
-def _step(value: object) -> int:
+def parse_step(value: object) -> int:
+    """A progress step: a whole number (or its text), 0..100 percent or -1..-4 (failures)."""
     if isinstance(value, bool):
         raise MalformedMessage("step must be a number")
     if isinstance(value, int):
@@ -68,7 +69,7 @@ def parse_progress(payload: bytes) -> ProgressReported:
     if not isinstance(desc, str):
         raise MalformedMessage("desc must be a string")
     return ProgressReported(
-        step=_step(body["step"]),
+        step=parse_step(body["step"]),
         desc=desc[:MAX_DESC_LENGTH],
         module=optional_text(body, "module", MAX_MODULE_LENGTH),
     )

@@ -1,0 +1,289 @@
+"""The engine step (`campaigns.service.advance`) on a real SQLite database, one tick at a time.
+
+The end-to-end tests drive the engine through a running server; here the clock is in the test's
+hand, so schedules, missed runs, end times and error thresholds are checked without waiting.
+Notices are collected where the broker would take them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import select
+
+from skylift.campaigns import service
+from skylift.campaigns.models import Campaign, CampaignDevice
+from skylift.campaigns.schemas import CampaignCreate
+from skylift.campaigns.state import Progressed
+from skylift.config import Settings
+from skylift.db.migrate import upgrade_to_head
+from skylift.db.session import Database
+from skylift.devices.identity import LoginStyle
+from skylift.devices.notices import Notifier
+from skylift.kit.signing import UrlSigner
+from skylift.packages.models import Package, PackageFile
+from skylift.registry import service as registry
+from skylift.registry.schemas import DeviceCreate, ProductCreate
+
+T = TypeVar("T")
+NOW = datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    database: Database
+    notifier: Notifier
+    sent: list[tuple[str, bytes]] = field(default_factory=list)
+    ready: set[int] = field(default_factory=set)
+    product_id: int = 0
+    package_id: int = 0
+    serial: int = 0
+
+    async def run(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        async with self.database.transaction() as session:
+            return await work(session)
+
+    async def add_devices(self, count: int, online: bool = True) -> list[int]:
+        async def add(session: Any) -> list[int]:
+            ids = []
+            for _ in range(count):
+                self.serial += 1
+                device = await registry.create_device(
+                    session, DeviceCreate(product_id=self.product_id, name=f"device-{self.serial}")
+                )
+                device.online = online
+                device.login_style = LoginStyle.TOKEN.value
+                ids.append(device.id)
+            return ids
+
+        return await self.run(add)
+
+    async def create(self, **fields: Any) -> int:
+        data = CampaignCreate.model_validate({"name": "c", "package_id": self.package_id, **fields})
+
+        async def create(session: Any) -> int:
+            return (await service.create_campaign(session, self.notifier, data, self.ready.__contains__)).id
+
+        return await self.run(create)
+
+    async def tick(self, campaign_id: int, now: datetime) -> Campaign:
+        async def step(session: Any) -> Campaign:
+            campaign = await service.get_campaign(session, campaign_id)
+            await service.advance(session, self.notifier, campaign, now, self.ready.__contains__)
+            return campaign
+
+        return await self.run(step)
+
+    async def attempts(self, campaign_id: int) -> dict[int, CampaignDevice]:
+        async def load(session: Any) -> dict[int, CampaignDevice]:
+            rows = await session.scalars(select(CampaignDevice).where(CampaignDevice.campaign_id == campaign_id))
+            return {row.device_id: row for row in rows}
+
+        return await self.run(load)
+
+    async def report(self, campaign_id: int, device_id: int, step: int) -> None:
+        async def apply(session: Any) -> None:
+            attempt = await session.scalar(
+                select(CampaignDevice).where(
+                    CampaignDevice.campaign_id == campaign_id, CampaignDevice.device_id == device_id
+                )
+            )
+            service.apply_event(attempt, Progressed(step))
+
+        await self.run(apply)
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[World]:
+    async def build() -> World:
+        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}")
+        await upgrade_to_head(database)
+        settings = Settings(data_dir=tmp_path)
+        world = World(database=database, notifier=Notifier(settings, UrlSigner("test-secret")))
+
+        async def collect(topic: str, payload: bytes) -> None:
+            world.sent.append((topic, payload))
+
+        world.notifier.publish = collect
+
+        async def seed(session: Any) -> None:
+            product = await registry.create_product(session, ProductCreate(name="engine"))
+            package = Package(
+                product_id=product.id,
+                module="default",
+                name="fw",
+                version="2.0.0",
+                type="full",
+                sign_method="MD5",
+            )
+            package.files.append(
+                PackageFile(position=0, name="fw.bin", size=10, md5="0" * 32, sha256="0" * 64, storage_key="k")
+            )
+            session.add(package)
+            await session.flush()
+            world.product_id, world.package_id = product.id, package.id
+
+        await world.run(seed)
+        return world
+
+    world = loop.run_until_complete(build())
+    yield world
+    loop.run_until_complete(world.database.dispose())
+
+
+@pytest.fixture
+def run(loop: asyncio.AbstractEventLoop) -> Callable[[Awaitable[T]], T]:
+    return loop.run_until_complete
+
+
+class TestCronRuns:
+    def test_runs_missed_while_down_collapse_into_one(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(2))
+        cid = run(world.create(schedule={"cron": "0 * * * *"}))
+
+        # Pretend the server was down for three scheduled runs.
+        async def rewind(session: Any) -> None:
+            campaign = await session.get(Campaign, cid)
+            campaign.next_run_at = NOW - timedelta(hours=3)
+
+        run(world.run(rewind))
+        campaign = run(world.tick(cid, NOW))
+        assert campaign.state == "running"
+        assert campaign.next_run_at == datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
+        assert len(run(world.attempts(cid))) == 2
+        assert len(world.sent) == 2
+
+        # Devices that appear later are taken at the next run only.
+        run(world.add_devices(1))
+        run(world.tick(cid, NOW + timedelta(minutes=30)))
+        assert len(run(world.attempts(cid))) == 2
+        run(world.tick(cid, datetime(2026, 11, 23, 13, 0, 5, tzinfo=UTC)))
+        assert len(run(world.attempts(cid))) == 3
+        assert len(world.sent) == 3
+
+
+class TestIdempotence:
+    def test_ticking_twice_sends_nothing_twice(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(3))
+        cid = run(world.create())
+        for _ in range(3):
+            run(world.tick(cid, NOW))
+        assert len(world.sent) == 3
+        assert {a.attempts for a in run(world.attempts(cid)).values()} == {1}
+
+
+class TestEndAndWindow:
+    def test_nothing_goes_out_outside_the_window(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(2))
+        # Creation uses the real clock: put the window two hours from now.
+        opens = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+        window = {"start": f"{opens:%H:%M}", "end": f"{opens + timedelta(hours=1):%H:%M}", "tz": "UTC"}
+        cid = run(world.create(schedule={"window": window}))
+        assert world.sent == []
+        run(world.tick(cid, opens - timedelta(minutes=1)))
+        assert world.sent == []
+        run(world.tick(cid, opens + timedelta(minutes=30)))
+        assert len(world.sent) == 2
+
+    def test_end_time_cancels_the_waiting_and_finishes(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(4))
+        cid = run(world.create(groups=[50, 100], schedule={"end_at": (NOW + timedelta(hours=1)).isoformat()}))
+        attempts = run(world.attempts(cid))
+        notified = [d for d, a in attempts.items() if a.state == "notified"]
+        assert len(notified) == 2
+        for device_id in notified:
+            run(world.report(cid, device_id, 100))
+        campaign = run(world.tick(cid, NOW + timedelta(hours=2)))
+        assert campaign.state == "finished"
+        states = sorted(a.state for a in run(world.attempts(cid)).values())
+        assert states == ["canceled", "canceled", "succeeded", "succeeded"]
+
+
+class TestErrorThreshold:
+    def test_abort_cancels_waiting_devices(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(4))
+        cid = run(world.create(groups=[50, 100], error_threshold={"count": 2}, on_error="abort"))
+        notified = [d for d, a in run(world.attempts(cid)).items() if a.state == "notified"]
+        for device_id in notified:
+            run(world.report(cid, device_id, -3))
+        campaign = run(world.tick(cid, NOW))
+        assert campaign.state == "aborted"
+        assert "2 devices failed" in (campaign.paused_reason or "")
+        assert sorted(a.state for a in run(world.attempts(cid)).values()) == [
+            "canceled",
+            "canceled",
+            "failed",
+            "failed",
+        ]
+
+    def test_failures_with_retries_left_do_not_count(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(2))
+        cid = run(world.create(error_threshold={"count": 1}, retry_count=1, retry_interval_minutes=10))
+        device_id = next(iter(run(world.attempts(cid))))
+        run(world.report(cid, device_id, -1))
+        assert run(world.tick(cid, NOW)).state == "running"
+        # Ten minutes later the retry goes out; a second failure is final and trips the threshold.
+        run(world.tick(cid, NOW + timedelta(minutes=10)))
+        assert run(world.attempts(cid))[device_id].attempts == 2
+        run(world.report(cid, device_id, -1))
+        campaign = run(world.tick(cid, NOW + timedelta(minutes=11)))
+        assert campaign.state == "paused"
+
+    def test_resume_judges_only_new_failures(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(3))
+        cid = run(world.create(error_threshold={"count": 1}))
+        first, second, third = run(world.attempts(cid))
+        run(world.report(cid, first, -2))
+        assert run(world.tick(cid, NOW)).state == "paused"
+
+        async def resume(session: Any) -> Campaign:
+            return await service.resume(session, world.notifier, cid, world.ready.__contains__)
+
+        assert run(world.run(resume)).state == "running"
+        run(world.report(cid, second, 100))
+        assert run(world.tick(cid, NOW)).state == "running"
+        run(world.report(cid, third, -2))
+        assert run(world.tick(cid, NOW)).state == "paused"
+
+
+class TestDeliverOnConnect:
+    def test_waits_until_the_device_listens(self, world: World, run: Callable[..., Any]) -> None:
+        (device_id,) = run(world.add_devices(1))
+        cid = run(world.create(offline="deliver_on_connect"))
+        assert run(world.attempts(cid))[device_id].state == "pending"
+        world.ready.add(device_id)
+        run(world.tick(cid, NOW))
+        assert run(world.attempts(cid))[device_id].state == "notified"
+        assert len(world.sent) == 1
+
+
+class TestTimeout:
+    def test_silence_since_the_last_sign_of_life(self, world: World, run: Callable[..., Any]) -> None:
+        (device_id,) = run(world.add_devices(1))
+        cid = run(world.create(timeout_minutes=5))
+        notified_at = run(world.attempts(cid))[device_id].updated_at
+        run(world.tick(cid, notified_at + timedelta(minutes=4)))
+        assert run(world.attempts(cid))[device_id].state == "notified"
+        run(world.tick(cid, notified_at + timedelta(minutes=5)))
+        attempt = run(world.attempts(cid))[device_id]
+        assert (attempt.state, attempt.failure_reason) == ("failed", "timeout")
+
+
+def test_offline_devices_fail_at_push(world: World, run: Callable[..., Any]) -> None:
+    run(world.add_devices(1, online=False))
+    cid = run(world.create())
+    (attempt,) = run(world.attempts(cid)).values()
+    assert (attempt.state, attempt.failure_reason) == ("failed", "offline")
