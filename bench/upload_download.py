@@ -61,6 +61,7 @@ class Server:
     base_url: str
     token: str
     log_path: Path
+    mqtt_port: int = 0  # the embedded broker's port (used by bench/rollout.py)
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -95,7 +96,7 @@ def start_server(root: Path) -> Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    return Server(process, f"http://127.0.0.1:{http_port}", token, log_path)
+    return Server(process, f"http://127.0.0.1:{http_port}", token, log_path, mqtt_port)
 
 
 def wait_healthy(server: Server) -> None:

@@ -25,6 +25,8 @@ from skylift.packages.models import Package
 
 log = logging.getLogger(__name__)
 
+MIN_TICK_GAP_SECONDS = 0.2
+
 
 class RolloutEngine:
     def __init__(
@@ -58,6 +60,8 @@ class RolloutEngine:
                 log.exception("rollout engine tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            # Wakes during a connect or report storm are coalesced into at most one tick per gap.
+            await asyncio.sleep(MIN_TICK_GAP_SECONDS)
             self._wake.clear()
 
     async def tick(self) -> None:

@@ -470,18 +470,7 @@ async def _notify_pending(
         tz=campaign.window.get("tz", "UTC"),
     ).contains(now):
         return
-    recent = list(
-        (
-            await session.scalars(
-                select(CampaignDevice.notified_at).where(
-                    CampaignDevice.campaign_id == campaign.id,
-                    CampaignDevice.notified_at.is_not(None),
-                    CampaignDevice.notified_at > now - policy.PACING_WINDOW,
-                )
-            )
-        ).all()
-    )
-    allowance = policy.notices_allowed(now, [t for t in recent if t is not None], campaign.max_per_minute)
+    allowance = await _pacing_allowance(session, campaign, now)
     pending = await _attempts_where(
         session,
         campaign,
@@ -505,6 +494,19 @@ async def _notify_pending(
             notifier.queue(session, device, device.product, notifier.compose(campaign, package, attempt))
             if allowance is not None:
                 allowance -= 1
+
+
+async def _pacing_allowance(session: AsyncSession, campaign: Campaign, now: datetime) -> int | None:
+    """How many notices may leave now; None (unpaced) costs no query."""
+    if campaign.max_per_minute is None:
+        return None
+    recent = await session.scalars(
+        select(CampaignDevice.notified_at).where(
+            CampaignDevice.campaign_id == campaign.id,
+            CampaignDevice.notified_at > now - policy.PACING_WINDOW,
+        )
+    )
+    return policy.notices_allowed(now, [t for t in recent if t is not None], campaign.max_per_minute)
 
 
 async def _finish_if_done(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
