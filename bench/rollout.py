@@ -6,7 +6,7 @@ to its upgrade topic, reporting version 1.0.0), then creates a campaign and time
 downloads (checked against the notice's MD5), progress and version reports, until the campaign is
 finished. Prints rates, latency percentiles and the server's CPU time and memory.
 
-    /work/venv/bin/python bench/rollout.py --devices 50
+    python bench/rollout.py --devices 50
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Starts the real `skylift serve` in a subprocess with a throwaway data dir, uploa
 multipart package of `--size-mb` MiB, downloads it back (whole, then resumed with Range), checks
 every byte via MD5, and reports MiB/s and the server's RSS so a reader can see memory stays flat.
 
-    /work/venv/bin/python bench/upload_download.py --size-mb 64
+    python bench/upload_download.py --size-mb 64
 """
 
 from __future__ import annotations
