@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +45,7 @@ from upload_download import (
     Server,
     check,
     proc_status_kib,
+    report_failure,
     start_server,
     stop_server,
     wait_healthy,
@@ -841,14 +841,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         sections[3][1].append(("log lines (WARNING+, besides PUBLIC_URL)", f"{len(log_lines):>10}"))
     except Exception as exc:
-        if not isinstance(exc, BenchError | httpx.HTTPError):
-            traceback.print_exc()
-        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if server is not None:
-            stop_server(server)
-            print(f"--- server log tail ({server.log_path.name}) ---", file=sys.stderr)
-            print(server.log_tail(), file=sys.stderr)
-        return 1
+        return report_failure(exc, server)
     finally:
         if server is not None:
             stop_server(server)

@@ -126,6 +126,18 @@ def stop_server(server: Server) -> None:
 # ---------------------------------------------------------------- memory
 
 
+def report_failure(exc: Exception, server: Server | None) -> int:
+    """Say why a run failed, with the server's last log lines; the exit code to return."""
+    if not isinstance(exc, BenchError | httpx.HTTPError):
+        traceback.print_exc()
+    print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if server is not None:
+        stop_server(server)  # Flush the server's last words before reading them.
+        print(f"--- server log tail ({server.log_path.name}) ---", file=sys.stderr)
+        print(server.log_tail(), file=sys.stderr)
+    return 1
+
+
 def proc_status_kib(pid: int | str, key: str) -> int:
     """A `VmRSS`/`VmHWM`-style line of /proc/<pid>/status, in KiB."""
     with open(f"/proc/{pid}/status") as status:
@@ -409,14 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_healthy(server)
         rows = run(server, args.size_mb * MIB)
     except Exception as exc:
-        if not isinstance(exc, BenchError | httpx.HTTPError):
-            traceback.print_exc()
-        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if server is not None:
-            stop_server(server)  # Flush the server's last words before reading them.
-            print(f"--- server log tail ({server.log_path.name}) ---", file=sys.stderr)
-            print(server.log_tail(), file=sys.stderr)
-        return 1
+        return report_failure(exc, server)
     finally:
         if server is not None:
             stop_server(server)

@@ -126,20 +126,13 @@ async def admit(session: AsyncSession, campaign: Campaign, package: Package) -> 
     matching = [d for d in candidates if _matches_target(campaign, d, reported.get(d.id))]
     matching.sort(key=lambda d: policy.stable_share(d.product_id, d.id))
     first_admission = campaign.started_at is None and not await _has_attempts(session, campaign)
-    rank = int(await session.scalar(select(func.count()).where(CampaignDevice.campaign_id == campaign.id)) or 0)
+    rank = await next_rank(session, campaign)
     to_roll = [d for d in matching if not _on_target(reported.get(d.id), package)]
     bounds = policy.group_bounds(len(to_roll), campaign.groups or [100])
     added: list[CampaignDevice] = []
     position = 0
     for device in matching:
-        attempt = CampaignDevice(
-            campaign_id=campaign.id,
-            device_id=device.id,
-            module=package.module,
-            target_version=package.version,
-            state=DeviceState.PENDING.value,
-            rank=rank,
-        )
+        attempt = new_attempt(campaign, package, device.id, rank)
         if _on_target(reported.get(device.id), package):
             attempt.state = DeviceState.SKIPPED.value
             attempt.step_desc = f"already on {reported[device.id]}"
@@ -155,6 +148,30 @@ async def admit(session: AsyncSession, campaign: Campaign, package: Package) -> 
     session.add_all(added)
     await session.flush()
     return added
+
+
+async def next_rank(session: AsyncSession, campaign: Campaign) -> int:
+    """The rollout-order place of the next device to join the campaign."""
+    return int(await session.scalar(select(func.count()).where(CampaignDevice.campaign_id == campaign.id)) or 0)
+
+
+def new_attempt(
+    campaign: Campaign, package: Package, device_id: int, rank: int, group_index: int = 0
+) -> CampaignDevice:
+    """A device's pending attempt at the campaign's package, not yet added to the session."""
+    return CampaignDevice(
+        campaign_id=campaign.id,
+        device_id=device_id,
+        module=package.module,
+        target_version=package.version,
+        state=DeviceState.PENDING.value,
+        rank=rank,
+        group_index=group_index,
+        progress=0,
+        step_desc="",
+        attempts=0,
+        awaiting_version_report=False,
+    )
 
 
 def _on_target(reported: str | None, package: Package) -> bool:

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -181,19 +181,8 @@ async def _join(
         )
     )
     if attempt is None:
-        rank = await session.scalar(select(func.count()).where(CampaignDevice.campaign_id == campaign.id))
-        attempt = CampaignDevice(
-            campaign_id=campaign.id,
-            device_id=identity.device_id,
-            module=package.module,
-            target_version=package.version,
-            state=DeviceState.PENDING.value,
-            rank=int(rank or 0),
-            group_index=0,
-            progress=0,
-            step_desc="",
-            attempts=0,
-            awaiting_version_report=False,
+        attempt = campaigns.new_attempt(
+            campaign, package, identity.device_id, await campaigns.next_rank(session, campaign)
         )
         session.add(attempt)
         if reported is not None:
