@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             context.database, Notifier(settings, context.signer), settings.mqtt_max_payload_bytes, context.storage
         )
         broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, hub)
-        hub.attach_publisher(broker.publish)
+        hub.attach_publisher(broker.publish, broker.disconnect)
         engine = RolloutEngine(context.database, hub.notifier, hub.is_ready, settings.engine_interval_seconds)
         hub.wake_engine = engine.wake
         hub.on_device_ready.append(engine.device_ready)

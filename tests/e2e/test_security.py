@@ -116,3 +116,48 @@ class TestSignedUrls:
         assert httpx.get(str(longer)).status_code == 403
         unsigned = httpx.URL(url).copy_remove_param("signature")
         assert httpx.get(str(unsigned)).status_code == 403
+
+
+class TestRevokedCredentials:
+    def test_a_disabled_device_is_dropped_and_refused(self, server: Server, api: httpx.Client) -> None:
+        device = Fleet.create(api).device()
+        sim = SimDevice.token(server, device).connect()
+        disabled = api.patch(f"/devices/{device['id']}", json={"enabled": False})
+        assert disabled.status_code == 200
+        assert disabled.json()["enabled"] is False
+        wait_until(lambda: not sim.connected, what="the live connection to be closed")
+        sim.client.loop_stop()
+        again = SimDevice.token(server, device)
+        assert again.try_connect().is_failure
+        again.disconnect()
+        http = httpx.get(
+            f"{server.http_url}/device/v1/upgrade", headers={"Authorization": f"Bearer {device['access_token']}"}
+        )
+        assert http.status_code == 401
+
+        api.patch(f"/devices/{device['id']}", json={"enabled": True})
+        back = SimDevice.token(server, device).connect()
+        assert back.connected
+        back.disconnect()
+
+    def test_rotated_credentials_replace_the_old_ones(self, server: Server, api: httpx.Client) -> None:
+        device = Fleet.create(api).device()
+        sim = SimDevice.product_key(server, device).connect()
+        rotated = api.post(f"/devices/{device['id']}/credentials")
+        assert rotated.status_code == 200
+        fresh = rotated.json()
+        assert fresh["access_token"] != device["access_token"]
+        assert fresh["device_secret"] != device["device_secret"]
+        wait_until(lambda: not sim.connected, what="the live connection to be closed")
+        sim.client.loop_stop()
+        for old in (SimDevice.product_key(server, device), SimDevice.token(server, device)):
+            assert old.try_connect().is_failure
+            old.disconnect()
+        new = SimDevice.product_key(server, fresh).connect()
+        assert new.connected
+        new.disconnect()
+        actions = [
+            e["action"]
+            for e in api.get("/audit", params={"target_type": "device", "target_id": device["id"]}).json()["items"]
+        ]
+        assert actions == ["device.rotate_credentials", "device.create"]

@@ -19,6 +19,7 @@ from amqtt.session import Session
 
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
 from skylift.devices.hub import DeviceHub
+from skylift.devices.identity import session_key_for
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,7 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
         existing = self._sessions.get(session.client_id)
         if existing is not None and existing[0].transitions.is_connected():
             log.info("device %s connected again; closing its older connection", identity.device_id)
-            await existing[1].handle_connection_closed()
-            await self._stop_handler(existing[1])
+            await self.close_session(session.client_id)
 
         if session.clean_session or existing is None:
             if existing is not None:
@@ -89,6 +89,15 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             session.keep_alive += delay
         return handler, session
 
+    async def close_session(self, session_key: str) -> bool:
+        """Close the live connection of a broker session, if any; True when one was closed."""
+        existing = self._sessions.get(session_key)
+        if existing is None or not existing[0].transitions.is_connected():
+            return False
+        await existing[1].handle_connection_closed()
+        await self._stop_handler(existing[1])
+        return True
+
     async def _handle_client_session(
         self, reader: Any, writer: Any, client_session: Session, handler: Any, server: Any, listener_name: str
     ) -> None:
@@ -111,6 +120,10 @@ class EmbeddedBroker:
 
     async def publish(self, topic: str, payload: bytes) -> None:
         await self._broker.internal_message_broadcast(topic, payload, qos=1)
+
+    async def disconnect(self, device_id: int) -> None:
+        """Drop a device's connection (its credentials were revoked)."""
+        await self._broker.close_session(session_key_for(device_id))
 
     async def stop(self) -> None:
         await self._broker.shutdown()

@@ -98,7 +98,7 @@ async def _by_key(session: AsyncSession, product_key: str, device_name: str) -> 
     device: Device | None = await session.scalar(
         select(Device)
         .join(Product, Product.id == Device.product_id)
-        .where(Product.product_key == product_key, Device.name == device_name)
+        .where(Product.product_key == product_key, Device.name == device_name, Device.enabled.is_(True))
         .options(selectinload(Device.product))
     )
     return device
@@ -108,7 +108,9 @@ async def by_token(session: AsyncSession, access_token: str) -> DeviceIdentity |
     if not access_token or len(access_token) > MAX_CREDENTIAL_LENGTH:
         return None
     device = await session.scalar(
-        select(Device).where(Device.access_token == access_token).options(selectinload(Device.product))
+        select(Device)
+        .where(Device.access_token == access_token, Device.enabled.is_(True))
+        .options(selectinload(Device.product))
     )
     return _identity(device, LoginStyle.TOKEN) if device is not None else None
 
@@ -152,7 +154,7 @@ async def sub_device(session: AsyncSession, gateway_id: int, address: str) -> De
     """The gateway's sub-device at `address`, or None: a gateway speaks for its own sub-devices only."""
     device = await session.scalar(
         select(Device)
-        .where(Device.gateway_id == gateway_id, Device.address == address)
+        .where(Device.gateway_id == gateway_id, Device.address == address, Device.enabled.is_(True))
         .options(selectinload(Device.product))
     )
     # A sub-device never logs in itself; its identity is that of its token.

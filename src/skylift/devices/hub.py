@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_PER_DEVICE = 1000
 Publisher = Callable[[str, bytes], Awaitable[None]]
 Job = Callable[[], Awaitable[None]]
+Disconnector = Callable[[int], Awaitable[None]]
 # Called with the device and the topic filter it subscribed to (deliver-on-connect, dynamic campaigns).
 ReadyListener = Callable[[DeviceIdentity, str], Awaitable[None]]
 
@@ -59,10 +60,17 @@ class DeviceHub:
         self.wake_engine: Callable[[], None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._publisher: Publisher | None = None
+        self._disconnector: Disconnector | None = None
 
-    def attach_publisher(self, publisher: Publisher) -> None:
+    def attach_publisher(self, publisher: Publisher, disconnector: Disconnector | None = None) -> None:
         self._publisher = publisher
+        self._disconnector = disconnector
         self.notifier.publish = self.publish
+
+    async def disconnect(self, device_id: int) -> None:
+        """Close a device's live connection, if it has one (after its credentials were revoked)."""
+        if self._disconnector is not None:
+            await self._disconnector(device_id)
 
     async def publish(self, topic: str, payload: bytes) -> None:
         if self._publisher is None:

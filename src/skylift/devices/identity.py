@@ -11,6 +11,11 @@ class LoginStyle(StrEnum):
     PRODUCT_KEY = "product_key"  # seed 004: username = DeviceName&ProductKey, topics carry pk/dn
 
 
+def session_key_for(device_id: int) -> str:
+    # Broker sessions are keyed by device, not by the free-form client id the device chose.
+    return f"skylift-device-{device_id}"
+
+
 @dataclass(frozen=True)
 class DeviceIdentity:
     device_id: int
@@ -22,8 +27,7 @@ class DeviceIdentity:
 
     @property
     def session_key(self) -> str:
-        # Broker sessions are keyed by device, not by the free-form client id the device chose.
-        return f"skylift-device-{self.device_id}"
+        return session_key_for(self.device_id)
 
     @property
     def key_path(self) -> str:

@@ -109,11 +109,29 @@ def _wake(context: AppContext) -> AfterCommit:
 async def update_device(
     device_id: int, body: DevicePatch, context: ContextDep, session: SessionDep, actor: AdminDep
 ) -> DeviceOut:
-    """Change a device's tags (campaigns can target tags)."""
+    """Change a device's tags (campaigns can target tags), or disable or enable it."""
     device = await service.update_device(session, device_id, body)
     audit.record(session, actor, "device.update", "device", device_id, **body.model_dump(exclude_none=True))
     after_commit(session, _wake(context))
+    if body.enabled is False:
+        after_commit(session, _disconnect(context, device_id))
     return service.device_out(device)
+
+
+@router.post("/devices/{device_id}/credentials", response_model=DeviceOut)
+async def rotate_credentials(device_id: int, context: ContextDep, session: SessionDep, actor: AdminDep) -> DeviceOut:
+    """Issue a new access token and device secret; the old ones are refused and a live connection is closed."""
+    device = await service.rotate_credentials(session, device_id)
+    audit.record(session, actor, "device.rotate_credentials", "device", device_id)
+    after_commit(session, _disconnect(context, device_id))
+    return service.device_out(device)
+
+
+def _disconnect(context: AppContext, device_id: int) -> AfterCommit:
+    async def disconnect() -> None:
+        await context.device_hub.disconnect(device_id)
+
+    return disconnect
 
 
 @router.get("/devices", response_model=ItemsOut[DeviceOut])

@@ -67,6 +67,8 @@ class Device(TimestampMixin, Base):
     # Bumped on every accepted connection; a disconnect of an older connection is stale.
     connection_epoch: Mapped[int] = mapped_column(Integer, default=0)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # A disabled device is refused at login (MQTT and HTTP) until it is enabled again.
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
     product: Mapped[Product] = relationship()
     versions: Mapped[list[DeviceVersion]] = relationship(

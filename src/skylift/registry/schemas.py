@@ -91,6 +91,7 @@ class DevicePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tags: Tags | None = Field(default=None, max_length=32)
+    enabled: bool | None = Field(default=None, description="false: refused at login, live connection closed")
 
 
 class DeviceOut(BaseModel):
@@ -101,6 +102,7 @@ class DeviceOut(BaseModel):
     access_token: str
     device_secret: str
     online: bool
+    enabled: bool
     last_seen_at: datetime | None
     tags: list[str]
     versions: dict[str, str] = Field(description="Reported version per module")

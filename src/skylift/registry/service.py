@@ -223,6 +223,7 @@ def device_out(device: Device) -> DeviceOut:
         access_token=device.access_token,
         device_secret=device.device_secret,
         online=device.online,
+        enabled=device.enabled,
         last_seen_at=device.last_seen_at,
         tags=list(device.tags or []),
         versions={v.module: v.version for v in device.versions},
@@ -248,6 +249,17 @@ async def update_device(session: AsyncSession, device_id: int, patch: DevicePatc
     device = await get_device(session, device_id)
     if patch.tags is not None:
         device.tags = sorted(set(patch.tags))
+    if patch.enabled is not None:
+        device.enabled = patch.enabled
+    await session.flush()
+    return device
+
+
+async def rotate_credentials(session: AsyncSession, device_id: int) -> Device:
+    """New access token and device secret; the old ones stop working at once."""
+    device = await get_device(session, device_id)
+    device.access_token = _new_secret()
+    device.device_secret = _new_secret()
     await session.flush()
     return device
 
