@@ -309,3 +309,16 @@ class TestProperties:
             assert isinstance(version, Version)
             assert is_version(text)
             assert len(version.text) <= MAX_VERSION_LENGTH
+
+
+class TestSemverIdentifiers:
+    @pytest.mark.parametrize("text", ["1.0.0-beta-2", "1.0.0+build-5", "2.1.0-rc-1+exp.sha-5114f85"])
+    def test_hyphens_inside_identifiers_are_accepted(self, text: str) -> None:
+        assert str(parse_version(text)) == text
+
+    def test_a_hyphenated_pre_release_sorts_before_its_release(self) -> None:
+        assert parse_version("1.0.0-beta-2") < parse_version("1.0.0")
+
+    def test_ordering_against_something_else_is_a_type_error(self) -> None:
+        with pytest.raises(TypeError):
+            _ = parse_version("1.0.0") < 5  # type: ignore[operator]

@@ -16,8 +16,8 @@ MAX_VERSION_LENGTH = 64
 _VERSION = re.compile(
     r"""^[vV]?
     (?P<release>\d{1,9}(?:\.\d{1,9}){0,5})
-    (?:-(?P<pre>[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*))?
-    (?:\+(?P<build>[0-9A-Za-z]+(?:\.[0-9A-Za-z-]+)*))?$""",
+    (?:-(?P<pre>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?
+    (?:\+(?P<build>[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$""",
     # ASCII: \d would also accept other scripts' digits, which devices never mean.
     re.VERBOSE | re.ASCII,
 )
@@ -54,7 +54,9 @@ class Version:
     def __hash__(self) -> int:
         return hash(self.sort_key())
 
-    def __lt__(self, other: Version) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
         return self.sort_key() < other.sort_key()
 
     def __str__(self) -> str:
