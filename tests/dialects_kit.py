@@ -11,13 +11,8 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import os
 import re
-import secrets
-import signal
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from skylift_testkit import Server, SimDevice, free_port, wait_until
+from skylift_testkit import Server, SimDevice, running_server
 
 SIGN_DIGESTS = {"hmacsha1": hashlib.sha1, "hmacsha256": hashlib.sha256, "hmacmd5": hashlib.md5}
 
@@ -171,47 +166,9 @@ def trusting(cert_path: Path) -> ssl.SSLContext:
 @contextmanager
 def running_tls_server(data_dir: Path, cert_path: Path, key_path: Path) -> Iterator[Server]:
     """`skylift serve` with TLS on its HTTP port; waits for https://.../healthz (trusting the test CA)."""
-    http_port, mqtt_port = free_port(), free_port()
-    token = secrets.token_urlsafe(32)
-    environment = {
-        **os.environ,
-        "SKYLIFT_DATA_DIR": str(data_dir),
-        "SKYLIFT_HTTP_HOST": "127.0.0.1",
-        "SKYLIFT_HTTP_PORT": str(http_port),
-        "SKYLIFT_MQTT_HOST": "127.0.0.1",
-        "SKYLIFT_MQTT_PORT": str(mqtt_port),
-        "SKYLIFT_ADMIN_TOKEN": token,
-        "SKYLIFT_TLS_CERT_FILE": str(cert_path),
-        "SKYLIFT_TLS_KEY_FILE": str(key_path),
-    }
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"{data_dir.name}-server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "skylift.cli", "serve"], env=environment, stdout=log_file, stderr=subprocess.STDOUT
-        )
-    server = Server(f"https://127.0.0.1:{http_port}", mqtt_port, token, data_dir, process, log_path)
-    context = trusting(cert_path)
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}:\n{server.log()}")
-        try:
-            return httpx.get(f"{server.http_url}/healthz", verify=context, timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(healthy, timeout=30, what="the TLS server to become healthy")
+    tls_env = {"SKYLIFT_TLS_CERT_FILE": str(cert_path), "SKYLIFT_TLS_KEY_FILE": str(key_path)}
+    with running_server(data_dir, tls=trusting(cert_path), **tls_env) as server:
         yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 # --- EZtCloud devices and gateways (seed 003) -------------------------------------------------------

@@ -9,6 +9,7 @@ import queue
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -79,8 +80,12 @@ class Ports:
 
 
 @contextmanager
-def running_server(data_dir: Path, ports: Ports | None = None, **env: str) -> Iterator[Server]:
-    """Start `skylift serve` as a subprocess and wait for /healthz; stop it afterwards."""
+def running_server(
+    data_dir: Path, ports: Ports | None = None, tls: ssl.SSLContext | None = None, **env: str
+) -> Iterator[Server]:
+    """Start `skylift serve` as a subprocess and wait for /healthz; stop it afterwards.
+
+    With `tls` (the context that trusts the server's certificate) the HTTP port speaks HTTPS."""
     ports = ports or Ports()
     http_port, mqtt_port, token = ports.http, ports.mqtt, ports.token
     environment = {
@@ -99,9 +104,10 @@ def running_server(data_dir: Path, ports: Ports | None = None, **env: str) -> It
         process = subprocess.Popen(
             [sys.executable, "-m", "skylift.cli", "serve"], env=environment, stdout=log_file, stderr=subprocess.STDOUT
         )
-    server = Server(f"http://127.0.0.1:{http_port}", mqtt_port, token, data_dir, process, log_path)
+    scheme = "https" if tls is not None else "http"
+    server = Server(f"{scheme}://127.0.0.1:{http_port}", mqtt_port, token, data_dir, process, log_path)
     try:
-        wait_until(lambda: _healthy(server), timeout=30, what="the server to become healthy")
+        wait_until(lambda: _healthy(server, tls), timeout=30, what="the server to become healthy")
         yield server
     finally:
         if process.poll() is None:
@@ -113,11 +119,11 @@ def running_server(data_dir: Path, ports: Ports | None = None, **env: str) -> It
                 process.wait()
 
 
-def _healthy(server: Server) -> bool:
+def _healthy(server: Server, tls: ssl.SSLContext | None) -> bool:
     if server.process.poll() is not None:
         raise AssertionError(f"server exited with {server.process.returncode}:\n{server.log()}")
     try:
-        return httpx.get(f"{server.http_url}/healthz", timeout=2).status_code == 200
+        return httpx.get(f"{server.http_url}/healthz", timeout=2, verify=tls or True).status_code == 200
     except httpx.HTTPError:
         return False
 

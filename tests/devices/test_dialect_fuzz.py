@@ -14,6 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fuzz_kit
+from fuzz_kit import json_values
 from skylift.devices.dialects import alink, ota
 from skylift.devices.dialects.base import (
     BlockRequested,
@@ -54,46 +56,12 @@ VALID = {
     "firmware_get": {"id": 5, "version": "1.0", "params": {"module": "MCU"}},
 }
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=12,
-)
 # Values a field might wrongly hold: the right type or any other.
-field_values = json_values | st.integers(-(2**70), 2**70) | st.sampled_from(["", "1", "-1", "100", "1e3", "٣", "--5"])
-
-
-@st.composite
-def mutated(draw: st.DrawFn, kind: str) -> bytes:
-    """A valid message with one field (at any depth) replaced or removed."""
-    message: Any = json.loads(json.dumps(VALID[kind]))
-    container = message
-    while True:
-        key = draw(st.sampled_from(sorted(container)))
-        if isinstance(container[key], dict) and draw(st.booleans()):
-            container = container[key]
-            continue
-        if draw(st.booleans()):
-            del container[key]
-        else:
-            container[key] = draw(field_values)
-        return json.dumps(message).encode()
-
-
-@st.composite
-def truncated(draw: st.DrawFn, kind: str) -> bytes:
-    payload = json.dumps(VALID[kind]).encode()
-    return payload[: draw(st.integers(0, len(payload)))]
+field_values = json_values() | st.integers(-(2**70), 2**70) | st.sampled_from(["", "1", "-1", "100", "1e3", "٣", "--5"])
 
 
 def payloads(kind: str) -> st.SearchStrategy[bytes]:
-    return st.one_of(
-        st.binary(max_size=200),
-        st.text(max_size=100).map(str.encode),
-        json_values.map(lambda v: json.dumps(v).encode()),
-        truncated(kind),
-        mutated(kind),
-    )
+    return fuzz_kit.payloads(VALID[kind], field_values)
 
 
 def check(kind: str, payload: bytes) -> DeviceEvent | None:

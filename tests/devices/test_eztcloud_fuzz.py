@@ -14,6 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import fuzz_kit
+from fuzz_kit import json_values
 from skylift.devices.dialects import eztcloud
 from skylift.devices.dialects.base import MalformedMessage, ProgressReported, UpgradeRequested
 from skylift.devices.dialects.eztcloud import EztMessage, Noted, PropertiesReported, SubDeviceMessage
@@ -42,54 +44,16 @@ VALID: dict[str, Any] = {
     "gateway_command_reply": {"device": "DEVICE1", "command": {"id": 1, "result": {"code": 1, "message": "x"}}},
 }
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=12,
-)
 field_values = (
-    json_values
+    json_values(allow_nan=True)
     | st.integers(-(2**70), 2**70)
     | st.sampled_from(["", "1", "-1", "100", "101", "otaCheck", "otaUpgrade", "0", "200", "٣", "x" * 200])
 )
-
-
-@st.composite
-def mutated(draw: st.DrawFn, kind: str) -> bytes:
-    """A valid message with one field (at any depth) replaced, removed or added."""
-    message: Any = json.loads(json.dumps(VALID[kind]))
-    container = message
-    while True:
-        key = draw(st.sampled_from(sorted(container)))
-        if isinstance(container[key], dict) and container[key] and draw(st.booleans()):
-            container = container[key]
-            continue
-        action = draw(st.sampled_from(["delete", "replace", "add"]))
-        if action == "delete":
-            del container[key]
-        elif action == "replace":
-            container[key] = draw(field_values)
-        else:
-            container[draw(st.sampled_from(["step", "code", "success", "method", "module", "result", "params"]))] = (
-                draw(field_values)
-            )
-        return json.dumps(message).encode()
-
-
-@st.composite
-def truncated(draw: st.DrawFn, kind: str) -> bytes:
-    payload = json.dumps(VALID[kind]).encode()
-    return payload[: draw(st.integers(0, len(payload)))]
+NEW_KEYS = ("step", "code", "success", "method", "module", "result", "params")
 
 
 def payloads(kind: str) -> st.SearchStrategy[bytes]:
-    return st.one_of(
-        st.binary(max_size=200),
-        st.text(max_size=100).map(str.encode),
-        json_values.map(lambda v: json.dumps(v).encode()),
-        truncated(kind),
-        mutated(kind),
-    )
+    return fuzz_kit.payloads(VALID[kind], field_values, allow_nan=True, new_keys=NEW_KEYS)
 
 
 def check(kind: str, payload: bytes) -> EztMessage | None:
