@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from hypothesis import strategies as st
@@ -58,3 +60,12 @@ def payloads(
         truncated(valid),
         mutated(valid, field_values, new_keys),
     )
+
+
+class UntouchableDatabase:
+    """Stands where the hub's database would be: a refused message must never open a transaction."""
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        raise AssertionError("a refused message reached the database")
+        yield

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzz_kit
-from fuzz_kit import json_values
+from fuzz_kit import UntouchableDatabase, json_values
 from skylift.devices.dialects import alink, ota
 from skylift.devices.dialects.base import (
     BlockRequested,
@@ -84,13 +82,6 @@ def test_the_valid_examples_parse(kind: str) -> None:
 @given(data=st.data())
 def test_a_parse_gives_its_event_or_malformed_message(kind: str, data: st.DataObject) -> None:
     check(kind, data.draw(payloads(kind)))
-
-
-class UntouchableDatabase:
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
-        raise AssertionError("a refused message reached the database")
-        yield
 
 
 ME = DeviceIdentity(1, 1, "a1pk", "dev", "tok", LoginStyle.PRODUCT_KEY)

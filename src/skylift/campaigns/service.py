@@ -43,6 +43,7 @@ from skylift.registry.models import Device, DeviceVersion
 
 IN_PROGRESS_STATES = [s.value for s in IN_PROGRESS]
 OPEN_STATES = [DeviceState.PENDING.value, *IN_PROGRESS_STATES]
+FINAL_STATES = [s.value for s in FINAL]
 ACTIVE_CAMPAIGN_STATES = ("scheduled", "running", "paused")
 CLOSED_CAMPAIGN_STATES = ("finished", "canceled", "aborted")
 APPROVAL_PREFIX = "waiting for approval"

@@ -20,7 +20,7 @@ from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import service as campaigns
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.state import FINAL, IN_PROGRESS, RETRYABLE, DeviceState, Notified, RetryRequested
+from skylift.campaigns.state import IN_PROGRESS, RETRYABLE, DeviceState, Notified, RetryRequested
 from skylift.db.base import utcnow
 from skylift.devices.dialects.base import MessageId, Notice
 from skylift.devices.identity import DeviceIdentity
@@ -116,7 +116,7 @@ async def _has_open_attempt(session: AsyncSession, device_id: int, module: str) 
         .where(
             CampaignDevice.device_id == device_id,
             CampaignDevice.module == module,
-            CampaignDevice.state.not_in([s.value for s in FINAL]),
+            CampaignDevice.state.in_(campaigns.OPEN_STATES),
         )
         .limit(1)
     )

@@ -12,7 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import service as campaigns
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.state import FINAL, IN_PROGRESS, DeviceState, Downloaded, Notified, Progressed, VersionReported
+from skylift.campaigns.state import DeviceState, Downloaded, Notified, Progressed, VersionReported
 from skylift.db.base import utcnow
 from skylift.devices.dialects import base as events
 from skylift.devices.identity import DeviceIdentity
@@ -23,16 +23,12 @@ from skylift.packages.models import Package
 from skylift.registry import service as registry
 from skylift.registry.models import Device, DeviceVersion, Module, Product
 
-IN_PROGRESS_STATES = [s.value for s in IN_PROGRESS]
-FINAL_STATES = {s.value for s in FINAL}
-OPEN_STATES = [DeviceState.PENDING.value, *IN_PROGRESS_STATES]
-
 
 async def _open_attempts(session: AsyncSession, device_id: int, module: str | None) -> list[CampaignDevice]:
     query = (
         select(CampaignDevice)
         .join(Campaign, Campaign.id == CampaignDevice.campaign_id)
-        .where(CampaignDevice.device_id == device_id, CampaignDevice.state.in_(IN_PROGRESS_STATES))
+        .where(CampaignDevice.device_id == device_id, CampaignDevice.state.in_(campaigns.IN_PROGRESS_STATES))
         # The attempt the device was notified for last comes first.
         .order_by(CampaignDevice.notified_at.desc(), CampaignDevice.id.desc())
     )
@@ -47,7 +43,7 @@ async def version_reported(session: AsyncSession, identity: DeviceIdentity, even
     finished = set()
     for attempt in await _open_attempts(session, identity.device_id, module):
         campaigns.apply_event(attempt, VersionReported(event.version, attempt.target_version))
-        if attempt.state in FINAL_STATES:
+        if attempt.state in campaigns.FINAL_STATES:
             finished.add(attempt.campaign_id)
     return finished
 
@@ -90,7 +86,7 @@ async def progress_reported(
     if not attempts:
         return set()
     campaigns.apply_event(attempts[0], Progressed(event.step, event.desc))
-    return {attempts[0].campaign_id} if attempts[0].state in FINAL_STATES else set()
+    return {attempts[0].campaign_id} if attempts[0].state in campaigns.FINAL_STATES else set()
 
 
 async def download_finished(session: AsyncSession, attempt_id: int, attempt_number: int) -> None:
@@ -121,7 +117,7 @@ def _delivered_on_request(attempt: CampaignDevice) -> bool:
     # In progress: the device asks again (a reboot, a lost notice). Pending: a running campaign whose
     # current group includes it, if the campaign waits for devices to ask (no push) or to come back
     # (deliver on connect); other pending attempts are the rollout engine's to send.
-    if attempt.state in IN_PROGRESS_STATES:
+    if attempt.state in campaigns.IN_PROGRESS_STATES:
         return True
     campaign = attempt.campaign
     return (
@@ -151,7 +147,7 @@ async def upgrade_requested(
             .where(
                 CampaignDevice.device_id == identity.device_id,
                 CampaignDevice.module == registry.canonical_module(module),
-                CampaignDevice.state.in_(OPEN_STATES),
+                CampaignDevice.state.in_(campaigns.OPEN_STATES),
             )
             .options(selectinload(CampaignDevice.campaign).selectinload(Campaign.package).selectinload(Package.files))
         )
@@ -190,7 +186,7 @@ async def block_source(
         .where(
             CampaignDevice.id == stream_id,
             CampaignDevice.device_id == identity.device_id,
-            CampaignDevice.state.in_(IN_PROGRESS_STATES),
+            CampaignDevice.state.in_(campaigns.IN_PROGRESS_STATES),
         )
         .options(selectinload(CampaignDevice.campaign).selectinload(Campaign.package).selectinload(Package.files))
     )
