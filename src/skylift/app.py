@@ -93,11 +93,17 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         async with context.database.transaction() as session:
             await device_service.mark_all_offline(session)
         hub = DeviceHub(
-            context.database, Notifier(settings, context.signer), settings.mqtt_max_payload_bytes, context.storage
+            context.database,
+            Notifier(settings, context.signer),
+            settings.mqtt_max_payload_bytes,
+            context.storage,
+            context.clock,
         )
         broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, hub)
         hub.attach_publisher(broker.publish, broker.disconnect)
-        engine = RolloutEngine(context.database, hub.notifier, hub.is_ready, settings.engine_interval_seconds)
+        engine = RolloutEngine(
+            context.database, hub.notifier, hub.is_ready, settings.engine_interval_seconds, context.clock
+        )
         hub.wake_engine = engine.wake
         hub.on_device_ready.append(engine.device_ready)
         await broker.start()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from skylift.config import Settings
 from skylift.db.session import Database
+from skylift.kit.clock import Clock, SystemClock
 from skylift.kit.signing import UrlSigner
 from skylift.packages.storage import LocalStorage
 
@@ -22,6 +23,7 @@ class AppContext:
     storage: LocalStorage
     signer: UrlSigner
     admin_token: str
+    clock: Clock = field(default_factory=SystemClock)
     hub: DeviceHub | None = field(default=None)
     engine: RolloutEngine | None = field(default=None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -43,3 +44,11 @@ def require_admin(
 
 
 AdminDep = Annotated[str, Depends(require_admin)]
+
+
+def get_now(context: ContextDep) -> datetime:
+    """The time this request is handled at: read once, at the edge, and passed down."""
+    return context.clock.now()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]

@@ -68,7 +68,7 @@ class World:
         data = CampaignCreate.model_validate({"name": "c", "package_id": self.package_id, **fields})
 
         async def create(session: Any) -> int:
-            return (await service.create_campaign(session, self.notifier, data, self.ready.__contains__)).id
+            return (await service.create_campaign(session, self.notifier, data, self.ready.__contains__, NOW)).id
 
         return await self.run(create)
 
@@ -94,7 +94,7 @@ class World:
                     CampaignDevice.campaign_id == campaign_id, CampaignDevice.device_id == device_id
                 )
             )
-            service.apply_event(attempt, Progressed(step))
+            service.apply_event(attempt, Progressed(step), NOW)
 
         await self.run(apply)
 
@@ -250,7 +250,7 @@ class TestErrorThreshold:
         assert run(world.tick(cid, NOW)).state == "paused"
 
         async def resume(session: Any) -> Campaign:
-            return await service.resume(session, world.notifier, cid, world.ready.__contains__)
+            return await service.resume(session, world.notifier, cid, world.ready.__contains__, NOW)
 
         assert run(world.run(resume)).state == "running"
         run(world.report(cid, second, 100))

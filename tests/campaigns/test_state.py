@@ -20,6 +20,7 @@ from skylift.campaigns.state import (
     Downloaded,
     Event,
     FailureReason,
+    NoticeSent,
     Notified,
     Progressed,
     RetryRequested,
@@ -29,7 +30,6 @@ from skylift.campaigns.state import (
     is_valid_step,
     transition,
 )
-from skylift.kit.versions import same_version
 
 S = DeviceState
 ALL_STATES = list(DeviceState)
@@ -42,7 +42,7 @@ NOT_RETRYABLE = [s for s in DeviceState if s not in RETRYABLE]
 def attempt_in(state: DeviceState, **fields: object) -> Attempt:
     """An attempt in `state` with fields consistent with having got there."""
     defaults: dict[str, object] = {"attempts": 1}
-    if state in IN_PROGRESS:
+    if state is S.UPGRADING:
         defaults["awaiting_version_report"] = True
     if state is S.FAILED:
         defaults["failure_reason"] = FailureReason.DOWNLOAD_FAILED
@@ -78,7 +78,8 @@ class TestNotify:
         after = transition(Attempt(), Notified())
         assert after.state is S.NOTIFIED
         assert after.attempts == 1
-        assert after.awaiting_version_report is True
+        assert after.awaiting_version_report is False
+        assert after.redeliver is False
         assert after.progress == 0
         assert after.step_desc == ""
         assert after.failure_reason is None
@@ -122,7 +123,7 @@ class TestProgress:
         assert after.state is S.DOWNLOADING
         assert after.progress == step
         assert after.step_desc == "fetching"
-        assert after.awaiting_version_report is True
+        assert after.awaiting_version_report is False
         assert after.failure_reason is None
 
     @pytest.mark.parametrize("step", [1, 50, 99])
@@ -133,13 +134,33 @@ class TestProgress:
         assert after.step_desc == "flashing"
 
     @pytest.mark.parametrize("state", sorted(IN_PROGRESS))
-    def test_step_100_succeeds(self, state: DeviceState) -> None:
+    def test_step_100_succeeds_for_a_token_device(self, state: DeviceState) -> None:
         after = transition(attempt_in(state, progress=70), Progressed(100, "done"))
         assert after.state is S.SUCCEEDED
         assert after.progress == 100
         assert after.step_desc == "done"
         assert after.awaiting_version_report is False
         assert after.failure_reason is None
+
+    @pytest.mark.parametrize("state", sorted(IN_PROGRESS))
+    def test_step_100_of_a_product_key_device_awaits_its_version_report(self, state: DeviceState) -> None:
+        after = transition(attempt_in(state, progress=70), Progressed(100, "downloaded", done_at_100=False))
+        assert after.state is S.UPGRADING
+        assert after.progress == 100
+        assert after.step_desc == "downloaded"
+        assert after.awaiting_version_report is True
+        assert after.failure_reason is None
+
+    def test_a_product_key_device_failing_its_digest_check_after_100_fails(self) -> None:
+        # Alibaba's C SDK reports 100 when the last byte arrives and -3 when the MD5 then does not match.
+        attempt = run(Attempt(), [Notified(), Progressed(100, done_at_100=False), Progressed(-3, "md5 mismatch")])
+        assert attempt.state is S.FAILED
+        assert attempt.failure_reason == FailureReason.VERIFICATION_FAILED
+
+    def test_a_product_key_device_succeeds_by_reporting_the_target(self) -> None:
+        attempt = run(Attempt(), [Notified(), Progressed(100, done_at_100=False), VersionReported("1.1.0", "1.1.0")])
+        assert attempt.state is S.SUCCEEDED
+        assert attempt.progress == 100
 
     @pytest.mark.parametrize(
         ("step", "reason"),
@@ -210,7 +231,7 @@ class TestDownloaded:
         assert after.progress == 80
         assert after.step_desc == "fetching"
         assert after.attempts == before.attempts
-        assert after.awaiting_version_report == before.awaiting_version_report
+        assert after.awaiting_version_report is True
 
     @pytest.mark.parametrize("state", [S.PENDING, S.UPGRADING, *sorted(FINAL)])
     def test_ignored_elsewhere(self, state: DeviceState) -> None:
@@ -231,24 +252,46 @@ class TestVersionReport:
         assert after.awaiting_version_report is False
         assert after.failure_reason is None
 
-    def test_different_first_report_after_notice_fails(self) -> None:
-        notified = transition(Attempt(), Notified())
-        after = transition(notified, VersionReported("1.0.0", "1.1.0"))
+    @pytest.mark.parametrize("state", [S.NOTIFIED, S.DOWNLOADING])
+    def test_another_version_before_the_download_is_a_restart(self, state: DeviceState) -> None:
+        # A device that reboots (or whose boot report crossed the notice) is not failed: its notice is due again.
+        before = attempt_in(state, progress=40, step_desc="fetching")
+        after = transition(before, VersionReported("1.0.0", "1.1.0"))
+        assert after.state is S.NOTIFIED
+        assert after.redeliver is True
+        assert after.progress == 0
+        assert after.step_desc == "restarted on 1.0.0"
+        assert after.failure_reason is None
+        assert after.attempts == before.attempts
+
+    def test_another_version_after_the_download_fails(self) -> None:
+        after = transition(attempt_in(S.UPGRADING), VersionReported("1.0.0", "1.1.0"))
         assert after.state is S.FAILED
         assert after.failure_reason == "version mismatch"
         assert after.failure_reason == FailureReason.VERSION_MISMATCH
         assert after.awaiting_version_report is False
-        assert after.attempts == notified.attempts
+
+    def test_another_version_after_step_100_of_a_product_key_device_fails(self) -> None:
+        attempt = run(Attempt(), [Notified(), Progressed(100, done_at_100=False), VersionReported("1.0.0", "1.1.0")])
+        assert attempt.state is S.FAILED
+        assert attempt.failure_reason == FailureReason.VERSION_MISMATCH
 
     def test_a_pre_release_is_not_the_target(self) -> None:
-        after = transition(attempt_in(S.NOTIFIED), VersionReported("1.1.0-rc.1", "1.1.0"))
+        after = transition(attempt_in(S.UPGRADING), VersionReported("1.1.0-rc.1", "1.1.0"))
         assert after.state is S.FAILED
         assert after.failure_reason == FailureReason.VERSION_MISMATCH
 
-    @pytest.mark.parametrize("state", sorted(IN_PROGRESS))
-    def test_later_different_report_is_ignored(self, state: DeviceState) -> None:
-        before = attempt_in(state, awaiting_version_report=False)
-        assert transition(before, VersionReported("1.0.0", "1.1.0")) is before
+    def test_progress_after_a_restart_means_the_device_is_on_it(self) -> None:
+        restarted = run(Attempt(), [Notified(), VersionReported("1.0.0", "1.1.0")])
+        assert restarted.redeliver is True
+        assert transition(restarted, Progressed(5)).redeliver is False
+
+    def test_a_notice_sent_again_clears_the_redelivery(self) -> None:
+        restarted = run(Attempt(), [Notified(), VersionReported("1.0.0", "1.1.0")])
+        sent = transition(restarted, NoticeSent())
+        assert sent.redeliver is False
+        assert sent.state is S.NOTIFIED
+        assert transition(sent, NoticeSent()) is sent
 
     @pytest.mark.parametrize("state", sorted(IN_PROGRESS))
     def test_later_matching_report_still_succeeds(self, state: DeviceState) -> None:
@@ -256,8 +299,8 @@ class TestVersionReport:
         assert after.state is S.SUCCEEDED
         assert after.progress == 100
 
-    def test_reports_after_the_first_one_are_ignored(self) -> None:
-        failed = run(Attempt(), [Notified(), VersionReported("1.0.0", "1.1.0")])
+    def test_reports_after_the_final_one_are_ignored(self) -> None:
+        failed = run(Attempt(), [Notified(), Downloaded(), VersionReported("1.0.0", "1.1.0")])
         assert transition(failed, VersionReported("1.1.0", "1.1.0")) is failed
         assert transition(failed, VersionReported("0.9", "1.1.0")) is failed
         succeeded = run(Attempt(), [Notified(), VersionReported("1.1.0", "1.1.0")])
@@ -308,7 +351,7 @@ class TestRetry:
         renotified = run(failed, [RetryRequested(), Notified()])
         assert renotified.state is S.NOTIFIED
         assert renotified.attempts == 2
-        assert renotified.awaiting_version_report is True
+        assert renotified.awaiting_version_report is False
 
 
 class TestFinalStates:
@@ -367,11 +410,13 @@ events = st.one_of(
         Progressed,
         step=st.one_of(st.integers(min_value=-6, max_value=102), st.integers()),
         desc=st.text(max_size=200),
+        done_at_100=st.booleans(),
     ),
     st.just(Downloaded()),
     st.builds(VersionReported, version=st.sampled_from(VERSIONS), target_version=st.sampled_from(VERSIONS)),
     st.just(Canceled()),
     st.just(RetryRequested()),
+    st.just(NoticeSent()),
 )
 
 attempts = st.builds(
@@ -382,6 +427,7 @@ attempts = st.builds(
     failure_reason=st.one_of(st.none(), st.sampled_from(list(FailureReason))),
     attempts=st.integers(min_value=0, max_value=1000),
     awaiting_version_report=st.booleans(),
+    redeliver=st.booleans(),
 )
 
 
@@ -395,12 +441,15 @@ def applies(attempt: Attempt, event: Event) -> bool:
             return state in IN_PROGRESS and (step in STEP_FAILURES or 0 <= step <= 100)
         case Downloaded():
             return state in (S.NOTIFIED, S.DOWNLOADING)
-        case VersionReported(version=version, target_version=target):
-            return state in IN_PROGRESS and (same_version(version, target) or attempt.awaiting_version_report)
+        case VersionReported():
+            # The target succeeds, another version fails after the download and is a restart before it.
+            return state in IN_PROGRESS
         case Canceled():
             return state not in FINAL
         case RetryRequested():
             return state in RETRYABLE
+        case NoticeSent():
+            return attempt.redeliver
     raise AssertionError(event)
 
 
@@ -445,7 +494,9 @@ class TestProperties:
             attempt = transition(attempt, event)
             assert (attempt.failure_reason is not None) == (attempt.state is S.FAILED)
             if attempt.awaiting_version_report:
-                assert attempt.state in IN_PROGRESS
+                assert attempt.state is S.UPGRADING
+            if attempt.redeliver:
+                assert attempt.state is S.NOTIFIED
 
     @given(st.lists(events, max_size=40))
     def test_non_applying_events_return_the_identical_object(self, sequence: list[Event]) -> None:

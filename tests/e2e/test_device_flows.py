@@ -125,15 +125,85 @@ class TestProductKeyDevice:
         assert attempt["progress"] == 100
         sim.disconnect()
 
-    def test_another_version_after_the_notice_is_a_mismatch(self, server: Server, api: httpx.Client) -> None:
+    def test_another_version_after_step_100_is_a_mismatch(self, server: Server, api: httpx.Client) -> None:
         fleet = Fleet.create(api)
         device = fleet.device()
         sim = SimDevice.product_key(server, device).connect()
         campaign = fleet.campaign(fleet.package(firmware(1000, seed=4), "2.0.0")["id"])
         sim.notice()
+        sim.progress_004(100, "downloaded")
+        fleet.wait_state(campaign["id"], device["id"], "upgrading")
         sim.inform("1.9.0")
         attempt = fleet.wait_state(campaign["id"], device["id"], "failed")
         assert attempt["failure_reason"] == "version mismatch"
+        sim.disconnect()
+
+    def test_step_100_then_a_failed_digest_check_fails(self, server: Server, api: httpx.Client) -> None:
+        # Alibaba's C SDK 3.x reports 100 when the last byte arrives, then -3 when the MD5 does not match.
+        fleet = Fleet.create(api)
+        device = fleet.device()
+        sim = SimDevice.product_key(server, device).connect()
+        campaign = fleet.campaign(fleet.package(firmware(1000, seed=41), "2.0.1")["id"])
+        sim.notice()
+        sim.progress_004(100, "")
+        attempt = fleet.wait_state(campaign["id"], device["id"], "upgrading")
+        assert attempt["progress"] == 100
+        sim.progress_004(-3, "md5 mismatch")
+        attempt = fleet.wait_state(campaign["id"], device["id"], "failed")
+        assert attempt["failure_reason"] == "verification failed"
+        sim.disconnect()
+
+    def test_step_100_then_the_target_version_succeeds(self, server: Server, api: httpx.Client) -> None:
+        fleet = Fleet.create(api)
+        device = fleet.device()
+        sim = SimDevice.product_key(server, device).connect()
+        campaign = fleet.campaign(fleet.package(firmware(1000, seed=42), "2.0.2")["id"])
+        sim.notice()
+        sim.progress_004(100, "")
+        fleet.wait_state(campaign["id"], device["id"], "upgrading")
+        sim.inform("2.0.2")
+        fleet.wait_state(campaign["id"], device["id"], "succeeded")
+        sim.disconnect()
+
+    def test_a_reboot_before_the_download_gets_the_notice_again(self, server: Server, api: httpx.Client) -> None:
+        # Alibaba's SDKs report their version at every boot; a reboot is not a failure.
+        fleet = Fleet.create(api)
+        device = fleet.device()
+        sim = SimDevice.product_key(server, device).connect()
+        sim.inform("1.0.0")
+        campaign = fleet.campaign(fleet.package(firmware(1000, seed=43), "2.0.3")["id"])
+        first = sim.notice()
+        sim.progress_004(10, "downloading")
+        fleet.wait_state(campaign["id"], device["id"], "downloading")
+        sim.disconnect()
+
+        rebooted = SimDevice.product_key(server, device).connect()
+        rebooted.inform("1.0.0")
+        again = rebooted.notice()
+        assert again["data"]["version"] == first["data"]["version"] == "2.0.3"
+        attempt = fleet.attempts(campaign["id"])[device["id"]]
+        assert attempt["state"] == "notified"
+        assert attempt["failure_reason"] is None
+        assert attempt["attempts"] == 1
+        rebooted.progress_004(100, "")
+        rebooted.inform("2.0.3")
+        fleet.wait_state(campaign["id"], device["id"], "succeeded")
+        rebooted.disconnect()
+
+    def test_a_boot_report_applied_after_the_notice_does_not_fail(self, server: Server, api: httpx.Client) -> None:
+        # The boot report reaches the server after the notice went out: the device is not failed.
+        fleet = Fleet.create(api)
+        device = fleet.device()
+        sim = SimDevice.product_key(server, device).connect()
+        campaign = fleet.campaign(fleet.package(firmware(1000, seed=44), "2.0.4")["id"])
+        sim.notice()
+        sim.inform("1.0.0")
+        sim.notice()  # delivered again, since it may have been sent before the device was listening
+        attempt = fleet.attempts(campaign["id"])[device["id"]]
+        assert (attempt["state"], attempt["failure_reason"]) == ("notified", None)
+        sim.progress_004(100, "")
+        sim.inform("2.0.4")
+        fleet.wait_state(campaign["id"], device["id"], "succeeded")
         sim.disconnect()
 
     def test_sagoo_products_get_code_200_and_upper_case_md5(self, server: Server, api: httpx.Client) -> None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body
 
 from skylift.campaigns import results, service
 from skylift.campaigns.schemas import CampaignCreate, CampaignDeviceOut, CampaignOut, DeviceSelection, Results
-from skylift.deps import AdminDep, ContextDep, SessionDep
+from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
 from skylift.kit.schemas import ItemsOut
 from skylift.system import audit
 
@@ -16,10 +16,10 @@ OptionalSelection = Annotated[DeviceSelection | None, Body()]
 
 @router.post("", status_code=201, response_model=CampaignOut)
 async def create_campaign(
-    body: CampaignCreate, context: ContextDep, session: SessionDep, actor: AdminDep
+    body: CampaignCreate, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
     hub = context.device_hub
-    campaign = await service.create_campaign(session, hub.notifier, body, hub.is_ready)
+    campaign = await service.create_campaign(session, hub.notifier, body, hub.is_ready, now)
     audit.record(session, actor, "campaign.create", "campaign", campaign.id, **body.model_dump(mode="json"))
     return await service.campaign_out(session, campaign)
 
@@ -57,55 +57,68 @@ async def pause(campaign_id: int, session: SessionDep, actor: AdminDep) -> Campa
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
-async def resume(campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep) -> CampaignOut:
+async def resume(
+    campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
+) -> CampaignOut:
     hub = context.device_hub
-    campaign = await service.resume(session, hub.notifier, campaign_id, hub.is_ready)
+    campaign = await service.resume(session, hub.notifier, campaign_id, hub.is_ready, now)
     audit.record(session, actor, "campaign.resume", "campaign", campaign_id)
     return await service.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/approve", response_model=CampaignOut)
-async def approve(campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep) -> CampaignOut:
+async def approve(
+    campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
+) -> CampaignOut:
     """Start the next staged group."""
     hub = context.device_hub
-    campaign = await service.approve(session, hub.notifier, campaign_id, hub.is_ready)
+    campaign = await service.approve(session, hub.notifier, campaign_id, hub.is_ready, now)
     audit.record(session, actor, "campaign.approve", "campaign", campaign_id, group=campaign.current_group)
     return await service.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/retry", response_model=CampaignOut)
 async def retry(
-    campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep, body: OptionalSelection = None
+    campaign_id: int,
+    context: ContextDep,
+    session: SessionDep,
+    actor: AdminDep,
+    now: NowDep,
+    body: OptionalSelection = None,
 ) -> CampaignOut:
     """Re-send the notice to every failed device, or to the listed failed or canceled ones."""
     device_ids = body.device_ids if body else None
     hub = context.device_hub
-    campaign = await service.retry(session, hub.notifier, campaign_id, device_ids, hub.is_ready)
+    campaign = await service.retry(session, hub.notifier, campaign_id, device_ids, hub.is_ready, now)
     audit.record(session, actor, "campaign.retry", "campaign", campaign_id, device_ids=device_ids)
     return await service.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
-async def cancel(campaign_id: int, session: SessionDep, actor: AdminDep, body: OptionalSelection = None) -> CampaignOut:
+async def cancel(
+    campaign_id: int, session: SessionDep, actor: AdminDep, now: NowDep, body: OptionalSelection = None
+) -> CampaignOut:
     """Cancel the whole campaign, or only the listed devices' attempts."""
     device_ids = body.device_ids if body else None
-    campaign = await service.cancel(session, campaign_id, device_ids)
+    campaign = await service.cancel(session, campaign_id, device_ids, now)
     audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=device_ids)
     return await service.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/devices/{device_id}/retry", response_model=CampaignOut)
 async def retry_device(
-    campaign_id: int, device_id: int, context: ContextDep, session: SessionDep, actor: AdminDep
+    campaign_id: int, device_id: int, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
     hub = context.device_hub
-    campaign = await service.retry(session, hub.notifier, campaign_id, [device_id], hub.is_ready)
+    campaign = await service.retry(session, hub.notifier, campaign_id, [device_id], hub.is_ready, now)
     audit.record(session, actor, "campaign.retry", "campaign", campaign_id, device_ids=[device_id])
     return await service.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/devices/{device_id}/cancel", response_model=CampaignOut)
-async def cancel_device(campaign_id: int, device_id: int, session: SessionDep, actor: AdminDep) -> CampaignOut:
-    campaign = await service.cancel(session, campaign_id, [device_id])
+async def cancel_device(
+    campaign_id: int, device_id: int, session: SessionDep, actor: AdminDep, now: NowDep
+) -> CampaignOut:
+    campaign = await service.cancel(session, campaign_id, [device_id], now)
     audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=[device_id])
     return await service.campaign_out(session, campaign)

@@ -16,11 +16,11 @@ from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import service
 from skylift.campaigns.models import Campaign
-from skylift.db.base import utcnow
 from skylift.db.session import Database
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.notices import Notifier
 from skylift.devices.topics import upgrade_topic
+from skylift.kit.clock import Clock, SystemClock
 from skylift.packages.models import Package
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,15 @@ MIN_TICK_GAP_SECONDS = 0.2
 
 class RolloutEngine:
     def __init__(
-        self, database: Database, notifier: Notifier, is_ready: service.ReadyCheck, interval_seconds: float
+        self,
+        database: Database,
+        notifier: Notifier,
+        is_ready: service.ReadyCheck,
+        interval_seconds: float,
+        clock: Clock | None = None,
     ) -> None:
         self.database = database
+        self.clock = clock or SystemClock()
         self.notifier = notifier
         self.is_ready = is_ready
         self.interval = interval_seconds
@@ -85,7 +91,7 @@ class RolloutEngine:
                 query = query.with_for_update(skip_locked=True, of=Campaign)
             campaign = await session.scalar(query)
             if campaign is not None:
-                await service.advance(session, self.notifier, campaign, utcnow(), self.is_ready)
+                await service.advance(session, self.notifier, campaign, self.clock.now(), self.is_ready)
 
     async def device_ready(self, identity: DeviceIdentity, topic_filter: str) -> None:
         """A device subscribed to its upgrade topic: notices waiting for it can go out now."""

@@ -77,8 +77,10 @@ class CampaignDevice(TimestampMixin, Base):
     step_desc: Mapped[str] = mapped_column(Text, default="")
     failure_reason: Mapped[str | None] = mapped_column(String(64), default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # True from the notice until the first version report of the attempt has been judged.
+    # True while the device has the whole file and its next version report decides the attempt.
     awaiting_version_report: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The device restarted after its notice: the notice goes out again once the device can hear it.
+    redeliver: Mapped[bool] = mapped_column(Boolean, default=False)
     notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 

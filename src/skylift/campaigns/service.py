@@ -27,13 +27,13 @@ from skylift.campaigns.state import (
     Canceled,
     DeviceState,
     Event,
+    NoticeSent,
     Notified,
     RetryRequested,
     TimedOut,
     Unreachable,
     transition,
 )
-from skylift.db.base import utcnow
 from skylift.devices.notices import Notifier
 from skylift.kit.errors import Conflict, Invalid, NotFound
 from skylift.kit.versions import same_version
@@ -57,8 +57,8 @@ async def _pairs(session: AsyncSession, query: Select[Any, Any]) -> dict[Any, An
     return {key: value for key, value in (await session.execute(query)).tuples()}
 
 
-def apply_event(attempt: CampaignDevice, event: Event) -> bool:
-    """Run the state machine on one attempt row; True when it changed."""
+def apply_event(attempt: CampaignDevice, event: Event, now: datetime) -> bool:
+    """Run the state machine on one attempt row at `now`; True when it changed."""
     before = Attempt(
         state=DeviceState(attempt.state),
         progress=attempt.progress,
@@ -66,17 +66,18 @@ def apply_event(attempt: CampaignDevice, event: Event) -> bool:
         failure_reason=attempt.failure_reason,
         attempts=attempt.attempts,
         awaiting_version_report=attempt.awaiting_version_report,
+        redeliver=attempt.redeliver,
     )
     after = transition(before, event)
     if after is before:
         return False
-    now = utcnow()
     attempt.state = after.state.value
     attempt.progress = after.progress
     attempt.step_desc = after.step_desc
     attempt.failure_reason = after.failure_reason
     attempt.attempts = after.attempts
     attempt.awaiting_version_report = after.awaiting_version_report
+    attempt.redeliver = after.redeliver
     attempt.updated_at = now
     if isinstance(event, Notified):
         attempt.notified_at = now
@@ -100,7 +101,7 @@ def _matches_target(campaign: Campaign, device: Device, reported: str | None) ->
     return True
 
 
-async def admit(session: AsyncSession, campaign: Campaign, package: Package) -> list[CampaignDevice]:
+async def admit(session: AsyncSession, campaign: Campaign, package: Package, now: datetime) -> list[CampaignDevice]:
     """Add the product's devices that match the campaign and are not in it yet.
 
     Devices already on the target version are recorded as skipped. The rest are ordered by a stable
@@ -137,7 +138,7 @@ async def admit(session: AsyncSession, campaign: Campaign, package: Package) -> 
         if _on_target(reported.get(device.id), package):
             attempt.state = DeviceState.SKIPPED.value
             attempt.step_desc = f"already on {reported[device.id]}"
-            attempt.finished_at = utcnow()
+            attempt.finished_at = now
         elif first_admission:
             attempt.group_index = policy.group_index(position, bounds)
             position += 1
@@ -172,6 +173,7 @@ def new_attempt(
         step_desc="",
         attempts=0,
         awaiting_version_report=False,
+        redeliver=False,
     )
 
 
@@ -223,7 +225,7 @@ async def verification_of(session: AsyncSession, package: Package) -> Verificati
 
 
 async def create_campaign(
-    session: AsyncSession, notifier: Notifier, data: CampaignCreate, is_ready: ReadyCheck
+    session: AsyncSession, notifier: Notifier, data: CampaignCreate, is_ready: ReadyCheck, now: datetime
 ) -> Campaign:
     package = await packages.get_package(session, data.package_id)
     if not package.enabled:
@@ -242,7 +244,6 @@ async def create_campaign(
     if target.device_ids:
         await _check_devices_exist(session, package.product_id, target.device_ids)
     schedule = data.schedule
-    now = utcnow()
     campaign = Campaign(
         product_id=package.product_id,
         package_id=package.id,
@@ -278,7 +279,7 @@ async def create_campaign(
     await session.flush()
     if not campaign.cron:
         # Static and dynamic campaigns take the devices that match now; cron runs take them at each run.
-        admitted = await admit(session, campaign, package)
+        admitted = await admit(session, campaign, package, now)
         if not admitted and data.mode == "static":
             raise Invalid("no device matches the campaign's targets", field="target")
     campaign.versions_before = await _versions_of(session, campaign, package)
@@ -342,21 +343,23 @@ async def advance(
     if campaign.state == "running":
         if housekeeping:
             await _admit_and_retry(session, campaign, package, now)
-        if await _judge_errors(session, campaign):
+        if await _judge_errors(session, campaign, now):
             return
         await _advance_group(session, campaign)
     if campaign.state == "running" and campaign.push:
         await _notify_pending(session, notifier, campaign, package, now, is_ready)
+    if campaign.state in ("running", "paused"):
+        await _redeliver(session, notifier, campaign, package, now, is_ready)
     await _finish_if_done(session, campaign, now)
 
 
 async def _admit_and_retry(session: AsyncSession, campaign: Campaign, package: Package, now: datetime) -> None:
     if campaign.cron and campaign.next_run_at is not None and campaign.next_run_at <= now:
-        await admit(session, campaign, package)
+        await admit(session, campaign, package, now)
         # Runs missed while the server was down collapse into this one run.
         campaign.next_run_at = policy.next_cron_run(campaign.cron, now)
     elif campaign.mode == "dynamic" and not _ended(campaign, now):
-        await admit(session, campaign, package)
+        await admit(session, campaign, package, now)
     await _retry_due(session, campaign, now)
 
 
@@ -386,7 +389,7 @@ async def _time_out(session: AsyncSession, campaign: Campaign, now: datetime) ->
     for attempt in await _attempts_where(
         session, campaign, CampaignDevice.state.in_(IN_PROGRESS_STATES), CampaignDevice.updated_at <= quiet_since
     ):
-        apply_event(attempt, TimedOut())
+        apply_event(attempt, TimedOut(), now)
 
 
 async def _retry_due(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
@@ -401,7 +404,7 @@ async def _retry_due(session: AsyncSession, campaign: Campaign, now: datetime) -
     for attempt in failed:
         failed_at = attempt.finished_at or attempt.updated_at
         if policy.retry_due(attempt.attempts, campaign.retry_count, failed_at, now, campaign.retry_interval_minutes):
-            apply_event(attempt, RetryRequested())
+            apply_event(attempt, RetryRequested(), now)
 
 
 async def _tallies(session: AsyncSession, campaign: Campaign) -> policy.ErrorTally:
@@ -420,7 +423,7 @@ async def _tallies(session: AsyncSession, campaign: Campaign) -> policy.ErrorTal
     return policy.ErrorTally(finished=int(succeeded or 0) + int(failed or 0), failed=int(failed or 0))
 
 
-async def _judge_errors(session: AsyncSession, campaign: Campaign) -> bool:
+async def _judge_errors(session: AsyncSession, campaign: Campaign, now: datetime) -> bool:
     """Pause or abort the campaign by itself when too many devices finally failed; True if it stopped."""
     if not campaign.error_threshold:
         return False
@@ -436,7 +439,7 @@ async def _judge_errors(session: AsyncSession, campaign: Campaign) -> bool:
     if reason is None:
         return False
     if campaign.on_error == "abort":
-        await _close(session, campaign, "aborted", reason)
+        await _close(session, campaign, "aborted", reason, now)
     else:
         campaign.state, campaign.paused_reason = "paused", reason
     return True
@@ -505,13 +508,36 @@ async def _notify_pending(
             if not (device.online and is_ready(device.id)):
                 continue
         elif not device.online:
-            apply_event(attempt, Unreachable())
+            apply_event(attempt, Unreachable(), now)
             continue
-        if apply_event(attempt, Notified()):
+        if apply_event(attempt, Notified(), now):
             await session.flush()
             notifier.queue(session, device, device.product, notifier.compose(campaign, package, attempt))
             if allowance is not None:
                 allowance -= 1
+
+
+async def _redeliver(
+    session: AsyncSession,
+    notifier: Notifier,
+    campaign: Campaign,
+    package: Package,
+    now: datetime,
+    is_ready: ReadyCheck,
+) -> None:
+    """Send the notice again to devices that restarted after it, once they can hear it."""
+    due = await _attempts_where(
+        session,
+        campaign,
+        CampaignDevice.redeliver.is_(True),
+        CampaignDevice.state.in_(IN_PROGRESS_STATES),
+        claim=True,
+    )
+    for attempt in due:
+        device = attempt.device
+        if device.online and is_ready(device.id) and apply_event(attempt, NoticeSent(), now):
+            await session.flush()
+            notifier.queue(session, device, device.product, notifier.compose(campaign, package, attempt))
 
 
 async def _pacing_allowance(session: AsyncSession, campaign: Campaign, now: datetime) -> int | None:
@@ -538,7 +564,7 @@ async def _finish_if_done(session: AsyncSession, campaign: Campaign, now: dateti
     )
     if _ended(campaign, now):
         if not in_flight:
-            await _close(session, campaign, "finished", None)
+            await _close(session, campaign, "finished", None, now)
         return
     if campaign.cron or campaign.mode == "dynamic":
         return  # open-ended: it keeps taking devices until its end time or an operator stops it
@@ -555,12 +581,12 @@ async def _finish_if_done(session: AsyncSession, campaign: Campaign, now: dateti
         campaign.state, campaign.finished_at = "finished", now
 
 
-async def _close(session: AsyncSession, campaign: Campaign, state: str, reason: str | None) -> None:
+async def _close(session: AsyncSession, campaign: Campaign, state: str, reason: str | None, now: datetime) -> None:
     """End a campaign: devices still waiting for their notice are canceled."""
     for attempt in await _attempts_where(session, campaign, CampaignDevice.state == DeviceState.PENDING.value):
-        apply_event(attempt, Canceled())
+        apply_event(attempt, Canceled(), now)
     campaign.state, campaign.paused_reason = state, reason
-    campaign.finished_at = campaign.finished_at or utcnow()
+    campaign.finished_at = campaign.finished_at or now
 
 
 # --- operator actions ------------------------------------------------------------------------------------
@@ -596,6 +622,7 @@ async def retry(
     campaign_id: int,
     device_ids: Sequence[int] | None,
     is_ready: ReadyCheck,
+    now: datetime,
 ) -> Campaign:
     """Retry every failed device, or the listed failed or canceled ones; notices follow the pacing."""
     campaign = await get_campaign(session, campaign_id)
@@ -609,27 +636,27 @@ async def retry(
         if stuck:
             raise Conflict(f"devices {stuck} have not failed or been canceled", field="device_ids")
     for attempt in attempts:
-        apply_event(attempt, RetryRequested())
+        apply_event(attempt, RetryRequested(), now)
         # A retried device belongs to a group already rolled out, so the retry goes out now.
         attempt.group_index = min(attempt.group_index, campaign.current_group)
     _reopen(campaign)
-    await advance(session, notifier, campaign, utcnow(), is_ready)
+    await advance(session, notifier, campaign, now, is_ready)
     return campaign
 
 
-async def cancel(session: AsyncSession, campaign_id: int, device_ids: Sequence[int] | None) -> Campaign:
+async def cancel(session: AsyncSession, campaign_id: int, device_ids: Sequence[int] | None, now: datetime) -> Campaign:
     campaign = await get_campaign(session, campaign_id)
     if device_ids is None:
         if campaign.state in CLOSED_CAMPAIGN_STATES and campaign.state != "finished":
             raise Conflict(f"campaign {campaign.id} is already {campaign.state}", field="id")
         for attempt in await _attempts_where(session, campaign, CampaignDevice.state.in_(OPEN_STATES)):
-            apply_event(attempt, Canceled())
+            apply_event(attempt, Canceled(), now)
         campaign.state, campaign.paused_reason = "canceled", None
-        campaign.finished_at = campaign.finished_at or utcnow()
+        campaign.finished_at = campaign.finished_at or now
         return campaign
     for attempt in await _selected(session, campaign, device_ids):
-        apply_event(attempt, Canceled())
-    await _finish_if_done(session, campaign, utcnow())
+        apply_event(attempt, Canceled(), now)
+    await _finish_if_done(session, campaign, now)
     return campaign
 
 
@@ -641,7 +668,9 @@ async def pause(session: AsyncSession, campaign_id: int) -> Campaign:
     return campaign
 
 
-async def resume(session: AsyncSession, notifier: Notifier, campaign_id: int, is_ready: ReadyCheck) -> Campaign:
+async def resume(
+    session: AsyncSession, notifier: Notifier, campaign_id: int, is_ready: ReadyCheck, now: datetime
+) -> Campaign:
     campaign = await get_campaign(session, campaign_id)
     if campaign.state != "paused":
         raise Conflict(f"only a paused campaign can be resumed; this one is {campaign.state}", field="id")
@@ -652,11 +681,13 @@ async def resume(session: AsyncSession, notifier: Notifier, campaign_id: int, is
     campaign.acknowledged_failed, campaign.acknowledged_finished = tally.failed, tally.finished
     campaign.state = "running" if campaign.started_at else "scheduled"
     campaign.paused_reason = None
-    await advance(session, notifier, campaign, utcnow(), is_ready)
+    await advance(session, notifier, campaign, now, is_ready)
     return campaign
 
 
-async def approve(session: AsyncSession, notifier: Notifier, campaign_id: int, is_ready: ReadyCheck) -> Campaign:
+async def approve(
+    session: AsyncSession, notifier: Notifier, campaign_id: int, is_ready: ReadyCheck, now: datetime
+) -> Campaign:
     """Start the next group now (whether or not the current one reached its success threshold)."""
     campaign = await get_campaign(session, campaign_id)
     awaiting = campaign.state == "paused" and (campaign.paused_reason or "").startswith(APPROVAL_PREFIX)
@@ -666,7 +697,7 @@ async def approve(session: AsyncSession, notifier: Notifier, campaign_id: int, i
         raise Conflict("every group has already started", field="id")
     campaign.current_group += 1
     campaign.state, campaign.paused_reason = "running", None
-    await advance(session, notifier, campaign, utcnow(), is_ready)
+    await advance(session, notifier, campaign, now, is_ready)
     return campaign
 
 

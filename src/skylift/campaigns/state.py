@@ -2,6 +2,13 @@
 
 An attempt moves pending → notified → downloading → upgrading → succeeded | failed, and can be
 canceled. Success and failure are final for an attempt; a retry starts a new attempt.
+
+`upgrading` means the device has the whole file (the server sent its last byte, or the device
+reported step 100) and its next version report decides the attempt. Token devices (seed 002) also
+succeed at step 100; product-key devices (seed 004, Alibaba and SagooIOT SDKs) only by reporting
+the target version, since Alibaba's C SDK reports 100 before it checks the file's digest. A version
+report other than the target before `upgrading` means the device restarted (or its boot report
+crossed the notice): the attempt stays open and its notice is due again.
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ class Attempt:
     step_desc: str = ""
     failure_reason: str | None = None
     attempts: int = 0
-    awaiting_version_report: bool = False
+    awaiting_version_report: bool = False  # the device has the file: its next version report decides
+    redeliver: bool = False  # the device restarted since its notice: send the notice again when it can hear it
 
 
 @dataclass(frozen=True)
@@ -75,6 +83,9 @@ class Unreachable:
 class Progressed:
     step: int
     desc: str = ""
+    # Whether step 100 completes the attempt: true for token devices (seed 002), false for product-key
+    # devices (seed 004), whose step 100 means "downloaded" and whose version report decides.
+    done_at_100: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,22 @@ class RetryRequested:
     pass
 
 
-Event = Notified | Unreachable | Progressed | Downloaded | VersionReported | TimedOut | Canceled | RetryRequested
+@dataclass(frozen=True)
+class NoticeSent:
+    """The notice of an attempt already under way went out again (after a restart, or on request)."""
+
+
+Event = (
+    Notified
+    | Unreachable
+    | Progressed
+    | Downloaded
+    | VersionReported
+    | TimedOut
+    | Canceled
+    | RetryRequested
+    | NoticeSent
+)
 
 
 def is_valid_step(step: int) -> bool:
@@ -117,74 +143,82 @@ def transition(attempt: Attempt, event: Event) -> Attempt:
         case Notified():
             if state is not DeviceState.PENDING:
                 return attempt
-            return Attempt(
-                state=DeviceState.NOTIFIED,
-                attempts=attempt.attempts + 1,
-                awaiting_version_report=True,
-            )
+            return Attempt(state=DeviceState.NOTIFIED, attempts=attempt.attempts + 1)
         case Unreachable(reason=reason):
             if state is not DeviceState.PENDING:
                 return attempt
             return replace(attempt, state=DeviceState.FAILED, failure_reason=reason, attempts=attempt.attempts + 1)
-        case Progressed(step=step, desc=desc):
+        case Progressed(step=step, desc=desc, done_at_100=done_at_100):
             if state not in IN_PROGRESS or not is_valid_step(step):
                 return attempt
             desc = desc[:MAX_DESC_LENGTH]
             if step in STEP_FAILURES:
-                return replace(
-                    attempt,
-                    state=DeviceState.FAILED,
-                    step_desc=desc,
-                    failure_reason=STEP_FAILURES[step],
-                    awaiting_version_report=False,
-                )
+                return _ended(attempt, DeviceState.FAILED, failure_reason=STEP_FAILURES[step], step_desc=desc)
+            if step == 100 and done_at_100:
+                return _ended(attempt, DeviceState.SUCCEEDED, progress=100, step_desc=desc)
+            # A device that reports progress is working on its notice: nothing is due again.
             if step == 100:
                 return replace(
                     attempt,
-                    state=DeviceState.SUCCEEDED,
+                    state=DeviceState.UPGRADING,
                     progress=100,
                     step_desc=desc,
-                    awaiting_version_report=False,
+                    awaiting_version_report=True,
+                    redeliver=False,
                 )
-            # Once the whole file was served the device is flashing; progress keeps counting.
+            # Once the device has the whole file it is flashing; progress keeps counting.
             next_state = DeviceState.UPGRADING if state is DeviceState.UPGRADING else DeviceState.DOWNLOADING
-            return replace(attempt, state=next_state, progress=step, step_desc=desc)
+            return replace(attempt, state=next_state, progress=step, step_desc=desc, redeliver=False)
         case Downloaded():
             if state not in (DeviceState.NOTIFIED, DeviceState.DOWNLOADING):
                 return attempt
-            return replace(attempt, state=DeviceState.UPGRADING)
+            return replace(attempt, state=DeviceState.UPGRADING, awaiting_version_report=True, redeliver=False)
         case VersionReported(version=version, target_version=target):
             if state not in IN_PROGRESS:
                 return attempt
             if same_version(version, target):
-                return replace(attempt, state=DeviceState.SUCCEEDED, progress=100, awaiting_version_report=False)
-            if attempt.awaiting_version_report:
-                return replace(
-                    attempt,
-                    state=DeviceState.FAILED,
-                    failure_reason=FailureReason.VERSION_MISMATCH,
-                    awaiting_version_report=False,
-                )
-            return attempt
+                return _ended(attempt, DeviceState.SUCCEEDED, progress=100)
+            if state is DeviceState.UPGRADING:
+                return _ended(attempt, DeviceState.FAILED, failure_reason=FailureReason.VERSION_MISMATCH)
+            # A (re)start before the device had the file: the notice is due again, nothing is judged.
+            return replace(
+                attempt,
+                state=DeviceState.NOTIFIED,
+                progress=0,
+                step_desc=f"restarted on {version}"[:MAX_DESC_LENGTH],
+                redeliver=True,
+            )
         case TimedOut():
             if state not in IN_PROGRESS:
                 return attempt
-            return replace(
-                attempt, state=DeviceState.FAILED, failure_reason=FailureReason.TIMEOUT, awaiting_version_report=False
-            )
+            return _ended(attempt, DeviceState.FAILED, failure_reason=FailureReason.TIMEOUT)
         case Canceled():
             if state in FINAL:
                 return attempt
-            return replace(attempt, state=DeviceState.CANCELED, failure_reason=None, awaiting_version_report=False)
+            return _ended(attempt, DeviceState.CANCELED)
         case RetryRequested():
             if state not in RETRYABLE:
                 return attempt
-            return replace(
-                attempt,
-                state=DeviceState.PENDING,
-                progress=0,
-                step_desc="",
-                failure_reason=None,
-                awaiting_version_report=False,
-            )
+            return Attempt(state=DeviceState.PENDING, attempts=attempt.attempts)
+        case NoticeSent():
+            return replace(attempt, redeliver=False) if attempt.redeliver else attempt
     return attempt
+
+
+def _ended(
+    attempt: Attempt,
+    state: DeviceState,
+    failure_reason: str | None = None,
+    step_desc: str | None = None,
+    progress: int | None = None,
+) -> Attempt:
+    """A final state: nothing more is awaited or due."""
+    return replace(
+        attempt,
+        state=state,
+        failure_reason=failure_reason,
+        step_desc=attempt.step_desc if step_desc is None else step_desc,
+        progress=attempt.progress if progress is None else progress,
+        awaiting_version_report=False,
+        redeliver=False,
+    )

@@ -9,6 +9,7 @@ server's clock) and `X-Sign`: hex HMAC-SHA256 keyed by its device secret over
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Annotated
 
@@ -20,7 +21,7 @@ from skylift.devices import credentials, requests
 from skylift.devices import service as device_service
 from skylift.devices.dialects import ota
 from skylift.devices.dialects.base import MAX_MODULE_LENGTH, MalformedMessage, ProgressReported, VersionReported
-from skylift.devices.identity import DeviceIdentity
+from skylift.devices.identity import DeviceIdentity, LoginStyle
 from skylift.kit import metrics
 from skylift.kit.errors import Invalid, TooLarge, Unauthorized
 
@@ -48,7 +49,7 @@ async def authenticate_device(
             )
         if identity is None:
             raise Unauthorized("the device credentials are wrong, or the signature has expired")
-        await device_service.mark_seen(session, identity.device_id)
+        await device_service.mark_seen(session, identity.device_id, context.clock.now())
     return identity
 
 
@@ -79,6 +80,8 @@ async def _report(
         metrics.MALFORMED_MESSAGES.labels(kind=kind).inc()
         raise Invalid(exc.reason, field="body") from exc
     metrics.DEVICE_MESSAGES.labels(kind=kind).inc()
+    if isinstance(event, ProgressReported) and identity.login_style is LoginStyle.PRODUCT_KEY:
+        event = dataclasses.replace(event, done_at_100=False)  # seed 004: the version report decides
     await context.device_hub.apply(identity, event)
     return Response(status_code=204)
 
@@ -110,7 +113,8 @@ async def upgrade(
 ) -> Response:
     """The notice of the device's open upgrade of `module` (default: the whole device), or 204."""
     metrics.DEVICE_MESSAGES.labels(kind="request").inc()
-    notice = await requests.answer_http(context.database, context.device_hub.notifier, identity, module)
+    hub = context.device_hub
+    notice = await requests.answer_http(context.database, hub.notifier, identity, module, context.clock.now())
     if notice is None:
         return Response(status_code=204)
     return Response(content=notice, media_type="application/json")

@@ -7,14 +7,15 @@ runs plugin hooks as independent tasks, so ordering must be restored here).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.campaigns import service as campaigns
-from skylift.db.base import utcnow
 from skylift.db.session import Database
 from skylift.devices import credentials, mqtt_blocks, requests
 from skylift.devices import service as device_service
@@ -30,6 +31,7 @@ from skylift.devices.identity import DeviceIdentity
 from skylift.devices.notices import Notifier, parse_grant
 from skylift.devices.topics import Route, command_topic, gateway_command_topic, route, upgrade_topic
 from skylift.kit import metrics
+from skylift.kit.clock import Clock, SystemClock
 from skylift.packages.storage import LocalStorage
 
 log = logging.getLogger(__name__)
@@ -44,9 +46,15 @@ ReadyListener = Callable[[DeviceIdentity, str], Awaitable[None]]
 
 class DeviceHub:
     def __init__(
-        self, database: Database, notifier: Notifier, max_payload_bytes: int, storage: LocalStorage | None = None
+        self,
+        database: Database,
+        notifier: Notifier,
+        max_payload_bytes: int,
+        storage: LocalStorage | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.database = database
+        self.clock = clock or SystemClock()
         self.storage = storage  # package files, for downloads over MQTT
         self.notifier = notifier
         self.max_payload_bytes = max_payload_bytes
@@ -88,13 +96,13 @@ class DeviceHub:
         self._ready.discard(identity.device_id)
         self._ready_gateways.discard(identity.device_id)
         async with self.database.transaction() as session:
-            epoch = await device_service.mark_connected(session, identity)
+            epoch = await device_service.mark_connected(session, identity, self.clock.now())
         self._wake_engine()
         return epoch
 
     async def disconnected(self, identity: DeviceIdentity, epoch: int) -> None:
         async with self.database.transaction() as session:
-            current = await device_service.mark_disconnected(session, identity.device_id, epoch)
+            current = await device_service.mark_disconnected(session, identity.device_id, epoch, self.clock.now())
         if current:
             self._ready.discard(identity.device_id)
             self._ready_gateways.discard(identity.device_id)
@@ -104,7 +112,7 @@ class DeviceHub:
         if parsed is None:
             return
         async with self.database.transaction() as session:
-            await device_service.download_finished(session, *parsed)
+            await device_service.download_finished(session, *parsed, self.clock.now())
 
     def submit(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
         """Queue a device's message; synchronous so that arrival order is kept."""
@@ -194,6 +202,8 @@ class DeviceHub:
         if isinstance(event, UpgradeRequested | BlockRequested):
             await self._answer(identity, where, event)
             return
+        if isinstance(event, ProgressReported) and where.topic_id != identity.access_token:
+            event = dataclasses.replace(event, done_at_100=False)  # seed 004: the version report decides
         await self.apply(identity, event)
 
     async def _handle_eztcloud(self, identity: DeviceIdentity, topic: str, where: Route, payload: bytes) -> None:
@@ -218,13 +228,14 @@ class DeviceHub:
         metrics.DEVICE_MESSAGES.labels(kind=kind).inc()
         match message:
             case eztcloud.PropertiesReported(values=values):
+                now = self.clock.now()
                 async with self.database.transaction() as session:
-                    recorded, touched = await device_service.properties_reported(session, device, values)
-                    await self.settle(session, touched)
+                    recorded, touched = await device_service.properties_reported(session, device, values, now)
+                    await self.settle(session, touched, now)
                 if recorded:
                     self._wake_engine()  # a dynamic campaign may now match this device
             case UpgradeRequested():
-                command = await requests.answer_check(self.database, self.notifier, device, message)
+                command = await requests.answer_check(self.database, self.notifier, device, message, self.clock.now())
                 await self.publish(where.reply_topic, eztcloud.render(command, address))
             case ProgressReported():
                 await self.apply(device, message)
@@ -233,22 +244,24 @@ class DeviceHub:
 
     async def apply(self, identity: DeviceIdentity, event: VersionReported | ProgressReported) -> None:
         """A version or progress report, from MQTT or the HTTP device API."""
+        now = self.clock.now()
         async with self.database.transaction() as session:
-            touched = await device_service.handle(session, identity, event)
-            await self.settle(session, touched)
+            touched = await device_service.handle(session, identity, event, now)
+            await self.settle(session, touched, now)
         if isinstance(event, VersionReported):
             self._wake_engine()  # a dynamic campaign may now match this device
 
-    async def settle(self, session: AsyncSession, campaign_ids: set[int]) -> None:
+    async def settle(self, session: AsyncSession, campaign_ids: set[int], now: datetime) -> None:
         """Let the campaigns a device event moved react at once (finish, next group, thresholds)."""
         for campaign_id in sorted(campaign_ids):
             campaign = await campaigns.get_campaign(session, campaign_id)
-            await campaigns.advance(session, self.notifier, campaign, utcnow(), self.is_ready, housekeeping=False)
+            await campaigns.advance(session, self.notifier, campaign, now, self.is_ready, housekeeping=False)
 
     async def _answer(self, identity: DeviceIdentity, where: Route, event: UpgradeRequested | BlockRequested) -> None:
         """Requests are answered on the device's reply topic, after their transaction has committed."""
         if isinstance(event, UpgradeRequested):
-            await self.publish(*await requests.answer(self.database, self.notifier, identity, where, event))
+            answer = await requests.answer(self.database, self.notifier, identity, where, event, self.clock.now())
+            await self.publish(*answer)
             return
         if self.storage is None:
             raise RuntimeError("no package storage attached for downloads over MQTT")
@@ -256,7 +269,7 @@ class DeviceHub:
         await self.publish(where.reply_topic, served.payload)
         if served.finished is not None:
             async with self.database.transaction() as session:
-                await device_service.download_finished(session, *served.finished)
+                await device_service.download_finished(session, *served.finished, self.clock.now())
 
     def is_ready(self, device_id: int) -> bool:
         """Whether the device can hear a notice now: it subscribed to its upgrade topic (or to

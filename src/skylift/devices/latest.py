@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +22,6 @@ from sqlalchemy.orm import selectinload
 from skylift.campaigns import service as campaigns
 from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.campaigns.state import IN_PROGRESS, RETRYABLE, DeviceState, Notified, RetryRequested
-from skylift.db.base import utcnow
 from skylift.devices.dialects.base import MessageId, Notice
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.notices import Notifier
@@ -68,7 +68,12 @@ def is_latest_campaign(campaign: Campaign) -> bool:
 
 
 async def offer(
-    session: AsyncSession, notifier: Notifier, identity: DeviceIdentity, module: str | None, message_id: MessageId
+    session: AsyncSession,
+    notifier: Notifier,
+    identity: DeviceIdentity,
+    module: str | None,
+    message_id: MessageId,
+    now: datetime,
 ) -> Notice | None:
     """The notice of the newest package above the device's version, as a tracked attempt, or None."""
     product = await session.get(Product, identity.product_id)
@@ -101,10 +106,10 @@ async def offer(
         package = packages[candidate.package_id]
         if package.verify_required and (await campaigns.verification_of(session, package)).state != "verified":
             continue  # not for everyone until a verify campaign has succeeded on it
-        campaign = await _implicit_campaign(session, product, package)
+        campaign = await _implicit_campaign(session, product, package, now)
         if campaign.state not in HANDING_OUT:
             continue
-        attempt = await _join(session, campaign, package, identity, reported)
+        attempt = await _join(session, campaign, package, identity, reported, now)
         notice = notifier.compose(campaign, package, attempt)
         return dataclasses.replace(notice, message_id=message_id)
     return None
@@ -136,7 +141,7 @@ async def _find(session: AsyncSession, package: Package) -> Campaign | None:
     return next((c for c in found if is_latest_campaign(c)), None)
 
 
-async def _implicit_campaign(session: AsyncSession, product: Product, package: Package) -> Campaign:
+async def _implicit_campaign(session: AsyncSession, product: Product, package: Package, now: datetime) -> Campaign:
     campaign = await _find(session, package)
     if campaign is not None:
         return campaign
@@ -145,7 +150,6 @@ async def _implicit_campaign(session: AsyncSession, product: Product, package: P
     campaign = await _find(session, package)
     if campaign is not None:
         return campaign
-    now = utcnow()
     campaign = Campaign(
         product_id=product.id,
         package_id=package.id,
@@ -169,7 +173,12 @@ async def _implicit_campaign(session: AsyncSession, product: Product, package: P
 
 
 async def _join(
-    session: AsyncSession, campaign: Campaign, package: Package, identity: DeviceIdentity, reported: str | None
+    session: AsyncSession,
+    campaign: Campaign,
+    package: Package,
+    identity: DeviceIdentity,
+    reported: str | None,
+    now: datetime,
 ) -> CampaignDevice:
     """The device's attempt in the implicit campaign, notified now (new, or retried after a failure).
 
@@ -190,9 +199,9 @@ async def _join(
             before[reported] = before.get(reported, 0) + 1
             campaign.versions_before = before
     elif DeviceState(attempt.state) in RETRYABLE:
-        campaigns.apply_event(attempt, RetryRequested())
+        campaigns.apply_event(attempt, RetryRequested(), now)
     if attempt.state == DeviceState.PENDING:
-        campaigns.apply_event(attempt, Notified())
+        campaigns.apply_event(attempt, Notified(), now)
     if campaign.state == "finished" and DeviceState(attempt.state) in IN_PROGRESS:
         campaign.state, campaign.finished_at = "running", None  # a new device joined a campaign that had drained
     await session.flush()

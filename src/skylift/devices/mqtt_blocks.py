@@ -8,7 +8,6 @@ cannot be served gets only the length and a JSON header with code 400 (no data, 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import anycrc
 
 from skylift.db.session import Database
 from skylift.devices import service as device_service
-from skylift.devices.dialects.base import BlockRequested, MessageId
+from skylift.devices.dialects.base import BlockRequested, MessageId, dump_payload
 from skylift.devices.identity import DeviceIdentity
 from skylift.packages.storage import LocalStorage
 
@@ -35,7 +34,7 @@ def crc16_ibm(data: bytes) -> int:
 
 def frame(header: dict[str, Any], data: bytes | None = None) -> bytes:
     """Length-prefixed JSON header, then (for a served block) the data and its CRC."""
-    head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    head = dump_payload(header)
     body = len(head).to_bytes(2, "big") + head
     if data is None:
         return body

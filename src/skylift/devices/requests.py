@@ -6,6 +6,7 @@ envelope with empty params (token devices) or empty data (product-key devices, A
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from skylift.db.session import Database
@@ -29,12 +30,17 @@ def render_offer(style: LoginStyle, offer: device_service.Offer, message_id: Mes
 
 
 async def answer(
-    database: Database, notifier: Notifier, identity: DeviceIdentity, route: Route, request: UpgradeRequested
+    database: Database,
+    notifier: Notifier,
+    identity: DeviceIdentity,
+    route: Route,
+    request: UpgradeRequested,
+    now: datetime,
 ) -> tuple[str, bytes]:
     """(topic, payload) answering a request; sent by the caller once the transaction has committed."""
     message_id = new_message_id() if request.message_id is None else request.message_id
     async with database.transaction() as session:
-        offer = await device_service.upgrade_requested(session, notifier, identity, request.module, message_id)
+        offer = await device_service.upgrade_requested(session, notifier, identity, request.module, now, message_id)
     if route.family == "sys":
         return route.reply_topic, alink.render_get_reply(message_id, offer.notice, offer.notice_style)
     # Answer in the family of the topic the device asked on (its token, or its product key and name).
@@ -43,17 +49,17 @@ async def answer(
 
 
 async def answer_http(
-    database: Database, notifier: Notifier, identity: DeviceIdentity, module: str | None
+    database: Database, notifier: Notifier, identity: DeviceIdentity, module: str | None, now: datetime
 ) -> bytes | None:
     """The notice for an HTTP device's upgrade check, in its dialect, or None when nothing is pending."""
     message_id = new_message_id()
     async with database.transaction() as session:
-        offer = await device_service.upgrade_requested(session, notifier, identity, module, message_id)
+        offer = await device_service.upgrade_requested(session, notifier, identity, module, now, message_id)
     return render_offer(identity.login_style, offer, message_id) if offer.notice is not None else None
 
 
 async def answer_check(
-    database: Database, notifier: Notifier, identity: DeviceIdentity, request: UpgradeRequested
+    database: Database, notifier: Notifier, identity: DeviceIdentity, request: UpgradeRequested, now: datetime
 ) -> dict[str, Any]:
     """The `otaUpgrade` command answering an EZtCloud `otaCheck` (seed 003), with the request's id.
 
@@ -62,7 +68,7 @@ async def answer_check(
     `upgrade: false`. The module is named as the device named it (`main` when it named none)."""
     message_id = new_message_id() if request.message_id is None else request.message_id
     async with database.transaction() as session:
-        offer = await device_service.upgrade_requested(session, notifier, identity, request.module, message_id)
-        notice = offer.notice or await latest.offer(session, notifier, identity, request.module, message_id)
+        offer = await device_service.upgrade_requested(session, notifier, identity, request.module, now, message_id)
+        notice = offer.notice or await latest.offer(session, notifier, identity, request.module, message_id, now)
     module = eztcloud.module_label(canonical_module(request.module), request.module)
     return eztcloud.command(notice, module, message_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,8 +13,7 @@ from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import service as campaigns
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.state import DeviceState, Downloaded, Notified, Progressed, VersionReported
-from skylift.db.base import utcnow
+from skylift.campaigns.state import DeviceState, Downloaded, NoticeSent, Notified, Progressed, VersionReported
 from skylift.devices.dialects import base as events
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.notices import Notifier, new_message_id
@@ -37,19 +37,22 @@ async def _open_attempts(session: AsyncSession, device_id: int, module: str | No
     return list((await session.scalars(query)).all())
 
 
-async def version_reported(session: AsyncSession, identity: DeviceIdentity, event: events.VersionReported) -> set[int]:
+async def version_reported(
+    session: AsyncSession, identity: DeviceIdentity, event: events.VersionReported, now: datetime
+) -> set[int]:
+    """Record the version; returns the campaigns in which an attempt finished or has its notice due again."""
     module = registry.canonical_module(event.module)
-    await registry.record_version(session, identity.device_id, module, event.version)
-    finished = set()
+    await registry.record_version(session, identity.device_id, module, event.version, now)
+    touched = set()
     for attempt in await _open_attempts(session, identity.device_id, module):
-        campaigns.apply_event(attempt, VersionReported(event.version, attempt.target_version))
-        if attempt.state in campaigns.FINAL_STATES:
-            finished.add(attempt.campaign_id)
-    return finished
+        campaigns.apply_event(attempt, VersionReported(event.version, attempt.target_version), now)
+        if attempt.state in campaigns.FINAL_STATES or attempt.redeliver:
+            touched.add(attempt.campaign_id)
+    return touched
 
 
 async def properties_reported(
-    session: AsyncSession, identity: DeviceIdentity, values: Mapping[str, str]
+    session: AsyncSession, identity: DeviceIdentity, values: Mapping[str, str], now: datetime
 ) -> tuple[int, set[int]]:
     """An EZtCloud property report: each module whose version property is present reports that version.
 
@@ -73,35 +76,35 @@ async def properties_reported(
             continue
         recorded += 1
         if module.name in known and same_version(version, known[module.name]):
-            await registry.record_version(session, identity.device_id, module.name, version)
+            await registry.record_version(session, identity.device_id, module.name, version, now)
         else:
-            finished |= await version_reported(session, identity, events.VersionReported(module.name, version))
+            finished |= await version_reported(session, identity, events.VersionReported(module.name, version), now)
     return recorded, finished
 
 
 async def progress_reported(
-    session: AsyncSession, identity: DeviceIdentity, event: events.ProgressReported
+    session: AsyncSession, identity: DeviceIdentity, event: events.ProgressReported, now: datetime
 ) -> set[int]:
     attempts = await _open_attempts(session, identity.device_id, event.module)
     if not attempts:
         return set()
-    campaigns.apply_event(attempts[0], Progressed(event.step, event.desc))
+    campaigns.apply_event(attempts[0], Progressed(event.step, event.desc, event.done_at_100), now)
     return {attempts[0].campaign_id} if attempts[0].state in campaigns.FINAL_STATES else set()
 
 
-async def download_finished(session: AsyncSession, attempt_id: int, attempt_number: int) -> None:
+async def download_finished(session: AsyncSession, attempt_id: int, attempt_number: int, now: datetime) -> None:
     attempt = await session.get(CampaignDevice, attempt_id)
     if attempt is not None and attempt.attempts == attempt_number:
-        campaigns.apply_event(attempt, Downloaded())
+        campaigns.apply_event(attempt, Downloaded(), now)
 
 
-async def handle(session: AsyncSession, identity: DeviceIdentity, event: events.DeviceEvent) -> set[int]:
-    """Apply a device event; returns the ids of the campaigns in which it finished an attempt."""
+async def handle(session: AsyncSession, identity: DeviceIdentity, event: events.DeviceEvent, now: datetime) -> set[int]:
+    """Apply a device event; returns the ids of the campaigns that should react to it at once."""
     match event:
         case events.VersionReported():
-            return await version_reported(session, identity, event)
+            return await version_reported(session, identity, event, now)
         case events.ProgressReported():
-            return await progress_reported(session, identity, event)
+            return await progress_reported(session, identity, event, now)
     return set()
 
 
@@ -133,6 +136,7 @@ async def upgrade_requested(
     notifier: Notifier,
     identity: DeviceIdentity,
     module: str | None,
+    now: datetime,
     message_id: events.MessageId | None = None,
 ) -> Offer:
     """The notice of the device's open attempt for `module` (default: the whole device).
@@ -160,9 +164,9 @@ async def upgrade_requested(
         candidates,
         key=lambda a: (a.state != DeviceState.PENDING, a.notified_at.timestamp() if a.notified_at else 0.0, a.id),
     )
-    if attempt.state == DeviceState.PENDING:
-        campaigns.apply_event(attempt, Notified())
-        await session.flush()
+    # A pending attempt becomes notified; one under way is described again (its redelivery is done).
+    campaigns.apply_event(attempt, Notified() if attempt.state == DeviceState.PENDING else NoticeSent(), now)
+    await session.flush()
     notice = notifier.compose(attempt.campaign, attempt.campaign.package, attempt)
     return Offer(dataclasses.replace(notice, message_id=new_message_id() if message_id is None else message_id), style)
 
@@ -198,19 +202,19 @@ async def block_source(
     return BlockSource(attempt.id, attempt.attempts, file.storage_key, file.size)
 
 
-async def mark_seen(session: AsyncSession, device_id: int) -> None:
+async def mark_seen(session: AsyncSession, device_id: int, now: datetime) -> None:
     """An HTTP device is not connected, but it was heard from."""
-    await session.execute(update(Device).where(Device.id == device_id).values(last_seen_at=utcnow()))
+    await session.execute(update(Device).where(Device.id == device_id).values(last_seen_at=now))
 
 
-async def mark_connected(session: AsyncSession, identity: DeviceIdentity) -> int:
+async def mark_connected(session: AsyncSession, identity: DeviceIdentity, now: datetime) -> int:
     """Record a new live connection; returns its epoch so a stale disconnect can be told apart."""
     device = await session.get(Device, identity.device_id)
     if device is None:
         return 0
     device.connection_epoch += 1
     device.online = True
-    device.last_seen_at = utcnow()
+    device.last_seen_at = now
     device.login_style = identity.login_style.value
     device.login_username = identity.username
     # Sub-devices are reachable exactly while their gateway is connected, on the username it logged in with.
@@ -223,12 +227,12 @@ async def mark_connected(session: AsyncSession, identity: DeviceIdentity) -> int
     return device.connection_epoch
 
 
-async def mark_disconnected(session: AsyncSession, device_id: int, epoch: int) -> bool:
+async def mark_disconnected(session: AsyncSession, device_id: int, epoch: int, now: datetime) -> bool:
     """Mark the device offline unless a newer connection is live; True when this was the live one."""
     result = await session.execute(
         update(Device)
         .where(Device.id == device_id, Device.connection_epoch == epoch)
-        .values(online=False, last_seen_at=utcnow())
+        .values(online=False, last_seen_at=now)
     )
     current = bool(getattr(result, "rowcount", 0))
     if current:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import secrets
 import string
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from skylift.db.base import utcnow
 from skylift.kit.errors import Conflict, Invalid, NotFound
 from skylift.registry.models import DEFAULT_MODULE, Device, DeviceVersion, Module, Product
 from skylift.registry.schemas import (
@@ -273,15 +273,15 @@ async def list_devices(session: AsyncSession, product_id: int | None, tag: str |
     return list((await session.scalars(query)).all())
 
 
-async def record_version(session: AsyncSession, device_id: int, module: str, version: str) -> None:
+async def record_version(session: AsyncSession, device_id: int, module: str, version: str, now: datetime) -> None:
     row = await session.scalar(
         select(DeviceVersion).where(DeviceVersion.device_id == device_id, DeviceVersion.module == module)
     )
     if row is None:
-        session.add(DeviceVersion(device_id=device_id, module=module, version=version, reported_at=utcnow()))
+        session.add(DeviceVersion(device_id=device_id, module=module, version=version, reported_at=now))
     else:
         row.version = version
-        row.reported_at = utcnow()
+        row.reported_at = now
     await session.flush()
 
 

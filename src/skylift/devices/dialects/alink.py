@@ -6,12 +6,11 @@ It asks for its upgrade on `thing/ota/firmware/get` and fetches files in blocks 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from skylift.devices.dialects import product_key
-from skylift.devices.dialects.base import DeviceEvent, MessageId, Notice, UpgradeRequested
+from skylift.devices.dialects.base import DeviceEvent, MessageId, Notice, UpgradeRequested, dump_payload
 from skylift.devices.dialects.ota import parse_block_request, parse_request
 
 
@@ -29,4 +28,4 @@ PARSERS: dict[str, Callable[[bytes], DeviceEvent]] = {
 def render_get_reply(message_id: MessageId, notice: Notice | None, style: str = "alibaba") -> bytes:
     """The notice's `data` (empty when nothing is pending) in Alibaba's reply envelope, code 200."""
     data: dict[str, Any] = product_key.notice_data(notice, style) if notice is not None else {}
-    return json.dumps({"code": 200, "data": data, "id": message_id, "message": "success"}, ensure_ascii=False).encode()
+    return dump_payload({"code": 200, "data": data, "id": message_id, "message": "success"})

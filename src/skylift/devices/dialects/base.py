@@ -34,6 +34,9 @@ class ProgressReported:
     step: int
     desc: str
     module: str | None
+    # Step 100 completes the upgrade for token (seed 002) and EZtCloud devices; a product-key device
+    # (seed 004, Alibaba's and SagooIOT's SDKs) is done only when it reports the target version.
+    done_at_100: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,11 @@ class Notice:
 
     def sign_of(self, file: NoticeFile) -> str:
         return file.md5 if self.sign_method == "MD5" else file.sha256
+
+
+def dump_payload(value: Any) -> bytes:
+    """JSON for a device, compact and in UTF-8: Link SDK 4's reader finds `"key":value` only."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def load_object(payload: bytes, *, floats_as_text: bool = False) -> dict[str, Any]:

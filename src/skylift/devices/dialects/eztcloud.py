@@ -28,6 +28,7 @@ from skylift.devices.dialects.base import (
     Notice,
     ProgressReported,
     UpgradeRequested,
+    dump_payload,
     load_object,
     optional_message_id,
     optional_text,
@@ -223,7 +224,7 @@ def render(body: dict[str, Any], address: str | None = None) -> bytes:
     """A command as sent: as is on `command_send`, or for the sub-device at `address` on
     `gateway_command_send` as `{"device": address, "command": ...}`."""
     message = body if address is None else {"device": address, "command": body}
-    return json.dumps(message, ensure_ascii=False).encode()
+    return dump_payload(message)
 
 
 def render_command(notice: Notice | None, module: str, message_id: MessageId) -> bytes:

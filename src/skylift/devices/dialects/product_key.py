@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from skylift.devices.dialects.base import MessageId, Notice
+from skylift.devices.dialects.base import MessageId, Notice, dump_payload
 from skylift.devices.dialects.token import SIGN_METHOD_NAMES, file_fields
 from skylift.registry.models import DEFAULT_MODULE
 
@@ -41,4 +40,4 @@ def render_nothing_pending(message_id: MessageId, style: str = "alibaba") -> byt
 def _envelope(message_id: MessageId, data: dict[str, Any], style: str) -> bytes:
     code, _ = STYLES.get(style, STYLES["alibaba"])
     envelope = {"code": code, "data": data, "id": message_id, "message": "success"}
-    return json.dumps(envelope, ensure_ascii=False).encode()
+    return dump_payload(envelope)

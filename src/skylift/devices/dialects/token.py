@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from skylift.devices.dialects.base import MessageId, Notice, NoticeFile
+from skylift.devices.dialects.base import MessageId, Notice, NoticeFile, dump_payload
 from skylift.registry.models import DEFAULT_MODULE
 
 # Seed 002's example spells the method this way; Alibaba's SDK compares it case-sensitively.
@@ -64,4 +63,4 @@ def render_nothing_pending(message_id: MessageId) -> bytes:
 
 
 def _envelope(message_id: MessageId, params: dict[str, Any]) -> bytes:
-    return json.dumps({"id": str(message_id), "code": 200, "params": params}, ensure_ascii=False).encode()
+    return dump_payload({"id": str(message_id), "code": 200, "params": params})
