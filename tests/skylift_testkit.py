@@ -205,6 +205,8 @@ class SimDevice:
         self.notices: list[dict[str, Any]] = []
         # When set, the device answers every notice with this progress step (100 = success, -1 = failure).
         self.auto_step: int | None = None
+        # With auto_step 100: then also report the notice's version, as a product-key device does after flashing.
+        self.auto_inform = False
         self._subscriptions: list[str] = []
         self._suback: queue.Queue[list[ReasonCode]] = queue.Queue()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or unique("client"))
@@ -238,6 +240,11 @@ class SimDevice:
             if self.auto_step is not None:
                 body = json.dumps({"step": str(self.auto_step), "desc": "auto"}).encode()
                 self.client.publish(f"/ota/device/progress/{self.topic_id}", body, qos=1)
+                if self.auto_inform and self.auto_step == 100:
+                    notice = self.notices[-1]
+                    version = (notice.get("params") or notice.get("data") or {})["version"]
+                    report = json.dumps({"id": "1", "params": {"version": version}}).encode()
+                    self.client.publish(f"/ota/device/inform/{self.topic_id}", report, qos=1)
                 return
         self.messages.put((message.topic, message.payload))
 

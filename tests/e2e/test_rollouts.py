@@ -138,6 +138,36 @@ class TestStagedRollout:
         disconnect_all(sims)
 
 
+class TestBootReportsCrossingTheNotice:
+    ROUNDS = 20
+
+    def test_staged_rollouts_right_after_boot_reports_never_fail_spuriously(
+        self, server: Server, api: httpx.Client
+    ) -> None:
+        # Devices that report their version as they connect, a staged campaign seconds later: a boot
+        # report applied after the notice must never fail a device (any failure would pause the campaign).
+        for round_number in range(self.ROUNDS):
+            fleet = Fleet.create(api)
+            sims = []
+            for _ in range(10):
+                sim = SimDevice.product_key(server, fleet.device()).connect()
+                sim.auto_step, sim.auto_inform = 100, True
+                sim.publish(f"/ota/device/inform/{sim.topic_id}", {"id": 1, "params": {"version": "1.0.0"}})
+                sims.append(sim)
+            package = fleet.package(firmware(300, seed=700 + round_number), "1.1.0")
+            cid = fleet.campaign(
+                package["id"], groups=[20, 100], error_threshold={"count": 1}, min_finished=1, on_error="abort"
+            )["id"]
+            wait_until(
+                lambda cid=cid: campaign_state(api, cid)["state"] != "running",
+                timeout=30,
+                what=f"round {round_number} to end",
+            )
+            result = campaign_state(api, cid)
+            assert (result["state"], result["counts"]) == ("finished", {"succeeded": 10}), result
+            disconnect_all(sims)
+
+
 class TestOfflineDevices:
     def test_failed_as_offline_by_default(self, api: httpx.Client, fleet: Fleet) -> None:
         device = fleet.device()
