@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from skylift.campaigns import service
+from skylift.campaigns.engine import RolloutEngine
 from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.campaigns.schemas import CampaignCreate
 from skylift.campaigns.state import Progressed
@@ -26,6 +28,7 @@ from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database
 from skylift.devices.identity import LoginStyle
 from skylift.devices.notices import Notifier
+from skylift.kit.clock import ManualClock
 from skylift.kit.signing import UrlSigner
 from skylift.packages.models import Package, PackageFile
 from skylift.registry import service as registry
@@ -287,3 +290,49 @@ def test_offline_devices_fail_at_push(world: World, run: Callable[..., Any]) -> 
     cid = run(world.create())
     (attempt,) = run(world.attempts(cid)).values()
     assert (attempt.state, attempt.failure_reason) == ("failed", "offline")
+
+
+class TestFailureIsolation:
+    def test_a_campaign_whose_step_fails_is_paused_and_the_others_go_on(
+        self, world: World, run: Callable[..., Any]
+    ) -> None:
+        run(world.add_devices(2, online=True))
+        poisoned = run(world.create(schedule={"start_at": (NOW + timedelta(minutes=1)).isoformat()}))
+        healthy = run(world.create(schedule={"start_at": (NOW + timedelta(minutes=1)).isoformat()}))
+
+        # A row the API would refuse today (422), as an older version may have stored it.
+        async def poison(session: Any) -> None:
+            campaign = await session.get(Campaign, poisoned)
+            campaign.timeout_minutes = 1e16
+
+        run(world.run(poison))
+        later = ManualClock(NOW + timedelta(minutes=2))
+        engine = RolloutEngine(world.database, world.notifier, world.ready.__contains__, 60, later)
+        run(engine.tick())
+
+        async def states(session: Any) -> dict[int, tuple[str, str | None]]:
+            rows = await session.scalars(select(Campaign).where(Campaign.id.in_([poisoned, healthy])))
+            return {c.id: (c.state, c.paused_reason) for c in rows}
+
+        found = run(world.run(states))
+        assert found[healthy][0] == "running"
+        assert found[poisoned][0] == "paused"
+        assert str(found[poisoned][1]).startswith("paused after an error in the rollout engine: OverflowError")
+        assert {a.state for a in run(world.attempts(healthy)).values()} == {"notified"}
+
+
+class TestBounds:
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"timeout_minutes": 1e16},
+            {"retry_interval_minutes": 1e9},
+            {"max_per_minute": 2**63},
+            {"min_finished": 2**40},
+            {"error_threshold": {"count": 2**40}},
+            {"groups": [float(n) for n in range(1, 102)]},
+        ],
+    )
+    def test_numbers_beyond_their_bounds_are_refused(self, fields: dict[str, Any]) -> None:
+        with pytest.raises(ValidationError):
+            CampaignCreate.model_validate({"name": "c", "package_id": 1, **fields})

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import service
@@ -26,6 +26,7 @@ from skylift.packages.models import Package
 log = logging.getLogger(__name__)
 
 MIN_TICK_GAP_SECONDS = 0.2
+ENGINE_ERROR_PREFIX = "paused after an error in the rollout engine: "
 
 
 class RolloutEngine:
@@ -78,7 +79,24 @@ class RolloutEngine:
                 ).all()
             )
         for campaign_id in ids:
-            await self.advance(campaign_id)
+            try:
+                await self.advance(campaign_id)
+            except Exception as exc:
+                # One broken campaign must not stop the others: it is paused with the error as its reason.
+                log.exception("rollout engine step of campaign %s failed; pausing it", campaign_id)
+                await self._pause_failed(campaign_id, exc)
+
+    async def _pause_failed(self, campaign_id: int, error: Exception) -> None:
+        reason = f"{ENGINE_ERROR_PREFIX}{type(error).__name__}: {error}"[:500]
+        try:
+            async with self.database.transaction() as session:
+                await session.execute(
+                    update(Campaign)
+                    .where(Campaign.id == campaign_id, Campaign.state.in_(("scheduled", "running")))
+                    .values(state="paused", paused_reason=reason)
+                )
+        except Exception:
+            log.exception("could not pause campaign %s after its step failed", campaign_id)
 
     async def advance(self, campaign_id: int) -> None:
         async with self.database.transaction() as session:

@@ -10,6 +10,9 @@ from skylift.campaigns.policy import valid_cron
 from skylift.kit.versions import InvalidVersion, parse_version
 
 ExtValue = str | int | float | bool
+# Upper bounds of numeric campaign fields: beyond them the engine's date arithmetic would overflow.
+MAX_DEVICES = 10_000_000
+MAX_MINUTES = 366 * 24 * 60
 
 
 class Target(BaseModel):
@@ -79,7 +82,7 @@ class ErrorThresholdIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     percent: float | None = Field(default=None, gt=0, le=100)
-    count: int | None = Field(default=None, ge=1)
+    count: int | None = Field(default=None, ge=1, le=MAX_DEVICES)
 
     @model_validator(mode="after")
     def _one(self) -> ErrorThresholdIn:
@@ -109,21 +112,30 @@ class CampaignCreate(BaseModel):
     )
     schedule: Schedule | None = None
     groups: list[float] = Field(
-        default_factory=list, description="Staged rollout: cumulative percents of the targets, e.g. [1, 10, 100]"
+        default_factory=list,
+        max_length=100,
+        description="Staged rollout: cumulative percents of the targets, e.g. [1, 10, 100]",
     )
     success_threshold: float = Field(
         default=100, ge=0, le=100, description="Percent of a group that must succeed before the next group starts"
     )
     approval_required: bool = Field(default=False, description="Wait for an operator's approve before each group")
     error_threshold: ErrorThresholdIn | None = None
-    min_finished: int = Field(default=1, ge=1, description="Finished devices before the error threshold is judged")
+    min_finished: int = Field(
+        default=1, ge=1, le=MAX_DEVICES, description="Finished devices before the error threshold is judged"
+    )
     on_error: Literal["pause", "abort"] = "pause"
-    max_per_minute: int | None = Field(default=None, ge=1, description="At most this many notices in any minute")
+    max_per_minute: int | None = Field(
+        default=None, ge=1, le=MAX_DEVICES, description="At most this many notices in any minute"
+    )
     timeout_minutes: float | None = Field(
-        default=None, ge=0.05, description="Fail a device silent this long (since its last message) as timeout"
+        default=None,
+        ge=0.05,
+        le=MAX_MINUTES,
+        description="Fail a device silent this long (since its last message) as timeout (at most a year)",
     )
     retry_count: int = Field(default=0, ge=0, le=20, description="Automatic retries of a failed device")
-    retry_interval_minutes: float = Field(default=5, ge=0, le=7 * 24 * 60)
+    retry_interval_minutes: float = Field(default=5, ge=0, le=7 * 24 * 60, description="At most a week")
     ext_data: dict[str, ExtValue] = Field(default_factory=dict, description="Passed to devices as extData")
 
     @field_validator("source_versions")

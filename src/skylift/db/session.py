@@ -34,6 +34,18 @@ def discard_after_commit(session: AsyncSession) -> None:
     session.info.pop(_AFTER_COMMIT_KEY, None)
 
 
+@asynccontextmanager
+async def savepoint(session: AsyncSession) -> AsyncIterator[None]:
+    """A nested transaction: on error its changes and the post-commit work queued inside it are dropped."""
+    queued = len(session.info.get(_AFTER_COMMIT_KEY, []))
+    try:
+        async with session.begin_nested():
+            yield
+    except BaseException:
+        del session.info.get(_AFTER_COMMIT_KEY, [])[queued:]
+        raise
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

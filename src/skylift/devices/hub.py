@@ -16,7 +16,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.campaigns import service as campaigns
-from skylift.db.session import Database
+from skylift.db.session import Database, savepoint
 from skylift.devices import credentials, mqtt_blocks, requests
 from skylift.devices import service as device_service
 from skylift.devices.dialects import alink, eztcloud, ota
@@ -254,8 +254,14 @@ class DeviceHub:
     async def settle(self, session: AsyncSession, campaign_ids: set[int], now: datetime) -> None:
         """Let the campaigns a device event moved react at once (finish, next group, thresholds)."""
         for campaign_id in sorted(campaign_ids):
-            campaign = await campaigns.get_campaign(session, campaign_id)
-            await campaigns.advance(session, self.notifier, campaign, now, self.is_ready, housekeeping=False)
+            try:
+                async with savepoint(session):
+                    campaign = await campaigns.get_campaign(session, campaign_id)
+                    await campaigns.advance(session, self.notifier, campaign, now, self.is_ready, housekeeping=False)
+            except Exception:
+                # The device's report stands; the engine's next tick meets the error and pauses the campaign.
+                log.exception("campaign %s could not react to a device report", campaign_id)
+                self._wake_engine()
 
     async def _answer(self, identity: DeviceIdentity, where: Route, event: UpgradeRequested | BlockRequested) -> None:
         """Requests are answered on the device's reply topic, after their transaction has committed."""
