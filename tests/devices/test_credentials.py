@@ -14,6 +14,7 @@ from skylift.devices.credentials import (
     parse_signed_client_id,
     password_matches,
     sign_content,
+    wants_auto_subscribe,
 )
 from skylift.registry.models import Device, Product
 
@@ -40,6 +41,27 @@ class TestParseSignedClientId:
         parsed = parse_signed_client_id("x|signmethod=hmacmd5|y|")
         assert parsed is not None
         assert parsed.client_id == "x"
+
+
+class TestAutoSubscribeFlag:
+    @pytest.mark.parametrize(
+        "client_id",
+        [
+            "dev-1|securemode=2,signmethod=hmacsha256,_ss=1,timestamp=2524608000000|",
+            "a1pk.dev|timestamp=2524608000000,_ss=1,_v=sdk-c-4.1.0,securemode=2,signmethod=hmacsha256,ext=3,|",
+            "dev-1|securemode=3, _SS = 1 ,signmethod=hmacsha1|",
+            "dev-1|_ss=1",  # no closing bar
+        ],
+    )
+    def test_ss_1_in_the_parameter_block(self, client_id: str) -> None:
+        assert wants_auto_subscribe(client_id)
+
+    @pytest.mark.parametrize(
+        "client_id",
+        [None, "", "_ss=1", "dev-1|securemode=2,signmethod=hmacsha1|", "dev-1|_ss=0|", "dev-1|_ss=|", "dev|x|_ss=1|"],
+    )
+    def test_otherwise_not(self, client_id: str | None) -> None:
+        assert not wants_auto_subscribe(client_id)
 
 
 class TestPasswordMatches:

@@ -1,13 +1,22 @@
-"""Routing device topics to message kinds, and the ACL for the new topics."""
+"""Routing device topics to message kinds, topic filters, and what a device may publish, subscribe and read."""
 
 from __future__ import annotations
 
 import pytest
 
 from skylift.devices.identity import DeviceIdentity, LoginStyle
-from skylift.devices.topics import Route, may_publish, may_subscribe, route
+from skylift.devices.topics import (
+    Route,
+    auto_subscriptions,
+    may_publish,
+    may_read,
+    may_subscribe,
+    route,
+    topic_matches,
+)
 
 ME = DeviceIdentity(1, 1, "a1pk", "dev", "tok123", LoginStyle.PRODUCT_KEY)
+TOKEN_ME = DeviceIdentity(1, 1, "a1pk", "dev", "tok123", LoginStyle.TOKEN)
 
 
 class TestRoute:
@@ -91,7 +100,158 @@ class TestAcl:
 
     @pytest.mark.parametrize(
         "topic",
-        ["/ota/device/download_reply/other", "/ota/device/download_reply/+", "/sys/a1pk/x/thing/file/download_reply"],
+        [
+            "/ota/device/download_reply/other",
+            "/sys/a1pk/x/thing/file/download_reply",
+            "/ota/device/download_reply/a1pk/other",
+            "/sys/a1pk/dev",
+            "/sys/a1pk/dev/",
+        ],
     )
     def test_but_not_to_others(self, topic: str) -> None:
         assert not may_subscribe(ME, topic)
+        assert not may_read(ME, topic)
+
+
+class TestTopicMatches:
+    @pytest.mark.parametrize(
+        ("topic_filter", "topic"),
+        [
+            ("a/b", "a/b"),
+            ("a/+", "a/b"),
+            ("+/+", "a/b"),
+            ("a/#", "a/b/c"),
+            ("a/#", "a"),  # `#` also matches the parent level
+            ("#", "a/b"),
+            ("/ota/device/upgrade/+/+", "/ota/device/upgrade/a1pk/dev"),
+            ("/ota/device/+/a1pk/dev", "/ota/device/download_reply/a1pk/dev"),
+            ("/sys/+/+/thing/ota/firmware/get_reply", "/sys/a1pk/dev/thing/ota/firmware/get_reply"),
+            ("+/b", "x/b"),
+        ],
+    )
+    def test_matching(self, topic_filter: str, topic: str) -> None:
+        assert topic_matches(topic_filter, topic)
+
+    @pytest.mark.parametrize(
+        ("topic_filter", "topic"),
+        [
+            ("a/b", "a/c"),
+            ("a/+", "a/b/c"),
+            ("a/+", "a"),
+            ("+", "/a"),  # the empty first level is a level of its own
+            ("/ota/device/upgrade/+", "/ota/device/upgrade/a1pk/dev"),
+            ("#", "$SYS/broker"),
+            ("+/broker", "$SYS/broker"),
+        ],
+    )
+    def test_not_matching(self, topic_filter: str, topic: str) -> None:
+        assert not topic_matches(topic_filter, topic)
+
+
+class TestReading:
+    @pytest.mark.parametrize(
+        "topic",
+        [
+            "/ota/device/upgrade/a1pk/dev",
+            "/ota/device/upgrade/tok123",  # both forms of its id
+            "/ota/device/download_reply/a1pk/dev",
+            "/sys/a1pk/dev/thing/ota/firmware/get_reply",
+            "/sys/a1pk/dev/thing/file/download_reply",
+            "command_send/dev&a1pk",
+            "gateway_command_send/dev&a1pk",
+        ],
+    )
+    def test_what_the_platform_sends_it(self, topic: str) -> None:
+        assert may_read(ME, topic)
+        assert may_subscribe(ME, topic)
+
+    @pytest.mark.parametrize(
+        "topic",
+        [
+            "/ota/device/request/a1pk/dev",  # Alibaba's C SDK 3.x subscribes here
+            "/ota/device/inform/tok123",
+            "/ota/device/progress/a1pk/dev",
+            "/ota/device/download/a1pk/dev",
+            "/sys/a1pk/dev/thing/ota/firmware/get",
+            "/sys/a1pk/dev/thing/event/property/post",
+            "attributes/dev&a1pk",
+            "event_report/dev&a1pk",
+        ],
+    )
+    def test_its_uplink_topics_may_be_subscribed_but_are_never_echoed(self, topic: str) -> None:
+        assert may_subscribe(ME, topic)
+        assert not may_read(ME, topic)
+
+    @pytest.mark.parametrize(
+        "topic",
+        [
+            "/ota/device/upgrade/a1pk/other",
+            "/ota/device/upgrade/tok999",
+            "/ota/device/unknown/a1pk/dev",
+            "/sys/a1pk/other/thing/ota/firmware/get_reply",
+            "/sys/a1pk/devx/thing/file/download_reply",
+            "command_send/tok123",  # EZtCloud topics carry the username it logged in with
+            "command_send/other&a1pk",
+            "anything/else",
+            "",
+        ],
+    )
+    def test_nothing_of_anyone_else(self, topic: str) -> None:
+        assert not may_read(ME, topic)
+        assert not may_subscribe(ME, topic)
+
+    def test_a_token_login_reads_its_token_username(self) -> None:
+        assert may_read(TOKEN_ME, "command_send/tok123")
+        assert not may_read(TOKEN_ME, "command_send/dev&a1pk")
+
+
+class TestWildcardSubscriptions:
+    @pytest.mark.parametrize(
+        "topic_filter",
+        [
+            "#",
+            "+/+",  # command_send/{username}
+            "/ota/device/upgrade/+/+",
+            "/ota/device/upgrade/+",  # its token form
+            "/ota/device/+/a1pk/dev",
+            "/ota/device/#",
+            "/sys/+/+/thing/ota/firmware/get_reply",
+            "/sys/a1pk/dev/#",
+            "/sys/a1pk/dev/+",
+            "/sys/#",
+            "/sys/a1pk/+/thing/#",
+            "command_send/+",
+        ],
+    )
+    def test_granted_when_it_can_match_one_of_its_topics(self, topic_filter: str) -> None:
+        assert may_subscribe(ME, topic_filter)
+
+    @pytest.mark.parametrize(
+        "topic_filter",
+        [
+            "/ota/device/upgrade/a1pk/other/#",
+            "/ota/device/upgrade/+/other",
+            "/ota/device/upgrade/+/+/+",
+            "/sys/a1pk/other/#",
+            "/sys/+/other/thing/ota/firmware/get_reply",
+            "/sys/+/+",
+            "other/+",
+            "+/+/+",
+            "$SYS/#",
+        ],
+    )
+    def test_refused_when_it_cannot(self, topic_filter: str) -> None:
+        assert not may_subscribe(ME, topic_filter)
+
+
+class TestAutoSubscriptions:
+    def test_the_downlink_topics_in_the_product_key_form(self) -> None:
+        assert set(auto_subscriptions(ME)) == {
+            "/ota/device/upgrade/a1pk/dev",
+            "/sys/a1pk/dev/thing/ota/firmware/get_reply",
+            "/ota/device/download_reply/a1pk/dev",
+            "/sys/a1pk/dev/thing/file/download_reply",
+        }
+
+    def test_each_one_is_readable(self) -> None:
+        assert all(may_read(ME, topic) and may_subscribe(ME, topic) for topic in auto_subscriptions(ME))

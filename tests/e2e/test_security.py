@@ -82,9 +82,16 @@ class TestTopicOwnership:
         mine, theirs = fleet.device(), fleet.device()
         sim = SimDevice.token(server, mine).connect()
         assert sim.subscribe(f"/ota/device/upgrade/{theirs['access_token']}")[0].is_failure
-        assert sim.subscribe("/ota/device/upgrade/+")[0].is_failure
-        assert sim.subscribe("#")[0].is_failure
+        # Wildcards are granted, but deliver only what is sent to this device.
+        assert not sim.subscribe("/ota/device/upgrade/+")[0].is_failure
+        assert not sim.subscribe("#")[0].is_failure
+        their_sim = SimDevice.token(server, theirs).connect()
+        campaign = fleet.campaign(fleet.package(firmware(500, seed=22), "1.0.3")["id"], device_ids=[theirs["id"]])
+        assert their_sim.notice()["params"]["version"] == "1.0.3"
+        fleet.wait_state(campaign["id"], theirs["id"], "notified")
+        assert sim.no_message(within=0.5)
         sim.disconnect()
+        their_sim.disconnect()
 
 
 class TestSignedUrls:

@@ -4,26 +4,36 @@ amqtt 0.12 looks up and replaces the session named by a CONNECT's client id befo
 credentials, so a wrong-password CONNECT could knock a live device off. Here credentials are
 checked first, broker sessions are keyed by the authenticated device rather than the free-form
 client id, and a newer connection of a device closes the older socket (last connection wins).
+
+Devices may subscribe with wildcard filters, so what a device receives is checked message by
+message (`may_read`), for live and retained messages alike; a session whose filters overlap gets
+each message once. Alibaba SDK devices with `_ss=1` in their client id are subscribed to their
+downlink topics by the broker itself, before their CONNACK goes out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from amqtt.broker import Broker
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.session import Session
+from amqtt.session import OutgoingApplicationMessage, Session
 
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
 from skylift.devices.hub import DeviceHub
-from skylift.devices.identity import session_key_for
+from skylift.devices.identity import DeviceIdentity, session_key_for
+from skylift.devices.topics import auto_subscriptions, may_publish, may_read, topic_matches
 
 log = logging.getLogger(__name__)
 
 PLUGINS = ("DeviceAuthPlugin", "DeviceTopicPlugin", "DeviceMessagePlugin")
+REFUSED = 0x80  # SUBACK return code of a refused filter
 
 
 def broker_config(host: str, port: int, hub: DeviceHub) -> dict[str, Any]:
@@ -38,6 +48,8 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
     def __init__(self, config: dict[str, Any], hub: DeviceHub) -> None:
         super().__init__(config)
         self.hub = hub
+        # Granted filters with `+` or `#`; a message is matched against these and its own topic only.
+        self._wildcard_filters: set[str] = set()
 
     async def _initialize_client_session(
         self, reader: Any, writer: Any, remote_address: str, remote_port: int
@@ -84,10 +96,33 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             session = kept
             session.parent = 1
 
+        if identity.auto_subscribe:
+            await self._auto_subscribe(session, identity)
+
         delay = self.config.get("timeout-disconnect-delay", 0)
         if session.keep_alive > 0 and isinstance(delay, int):
             session.keep_alive += delay
         return handler, session
+
+    async def _auto_subscribe(self, session: Session, identity: DeviceIdentity) -> None:
+        """Subscribe the device to its downlink topics, QoS 1, before its CONNACK goes out: nothing
+        sent to it from then on can miss it."""
+        for topic in auto_subscriptions(identity):
+            # amqtt keeps one entry per client id: one left by a session that never got registered
+            # (a connection that failed half way) would otherwise stand in for this one.
+            subscribers = self._subscriptions.get(topic, [])
+            subscribers[:] = [(s, qos) for s, qos in subscribers if s is session or s.client_id != session.client_id]
+            await self.add_subscription((topic, QOS_1), session)
+
+    def _standing_filters(self, session: Session, identity: DeviceIdentity) -> Sequence[str]:
+        """The filters a session holds before the device subscribes: a kept session's, and the broker's own."""
+        if session.parent:
+            return [
+                topic_filter
+                for topic_filter, subscribers in self._subscriptions.items()
+                if any(subscriber is session for subscriber, _ in subscribers)
+            ]
+        return auto_subscriptions(identity) if identity.auto_subscribe else ()
 
     async def close_session(self, session_key: str) -> bool:
         """Close the live connection of a broker session, if any; True when one was closed."""
@@ -103,12 +138,101 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
     ) -> None:
         identity = identity_of(client_session)
         epoch = await self.hub.connected(identity) if identity is not None else 0
+        if identity is not None:
+            # What the session already hears counts as subscribed (queued before any of its messages).
+            for topic_filter in self._standing_filters(client_session, identity):
+                self.hub.subscribed(identity, topic_filter)
         try:
             await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
         finally:
             if identity is not None:
                 # Shielded: a cancelled connection task must still record that the device left.
                 await asyncio.shield(self.hub.disconnected(identity, epoch))
+
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        granted: int = await super().add_subscription(subscription, session)
+        topic_filter = subscription[0]
+        if granted != REFUSED and ("+" in topic_filter or "#" in topic_filter):
+            self._wildcard_filters.add(topic_filter)
+        return granted
+
+    def _subscribers(self, topic: str, forced_qos: int | None) -> list[tuple[Session, int]]:
+        """Each session whose filters match `topic`, once, with the highest QoS among its matching filters."""
+        chosen: dict[str, tuple[Session, int]] = {}
+        for topic_filter in [topic, *self._wildcard_filters]:
+            subscribers = self._subscriptions.get(topic_filter)
+            if not subscribers:
+                self._wildcard_filters.discard(topic_filter)  # unsubscribed or its session deleted
+                continue
+            if topic_filter != topic and not topic_matches(topic_filter, topic):
+                continue
+            for session, subscribed_qos in subscribers:
+                qos = subscribed_qos if forced_qos is None else forced_qos
+                known = chosen.get(session.client_id)
+                if known is None or qos > known[1]:
+                    chosen[session.client_id] = (session, qos)
+        return list(chosen.values())
+
+    async def _run_broadcast(self, running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]]) -> None:
+        broadcast = await self._broadcast_queue.get()
+        topic, data, source = broadcast.get("topic"), broadcast.get("data"), broadcast.get("session")
+        if not isinstance(topic, str) or not isinstance(data, bytes | bytearray):
+            return
+        if source is not None and not self._may_publish(source, topic):
+            # Only a will gets here unchecked: it passes the same ACL as any publish.
+            log.info("dropped a message on %s from a session not allowed to publish there", topic)
+            return
+        forced_qos = broadcast.get("qos")
+        for session, qos in self._subscribers(topic, forced_qos if isinstance(forced_qos, int) else None):
+            identity = identity_of(session)
+            if identity is None or not may_read(identity, topic):
+                continue  # a wildcard filter never reaches beyond the device's own topics
+            if session.transitions.state != "connected":
+                if not session.clean_session and qos in (QOS_1, QOS_2):
+                    await self._retain_broadcast_message(broadcast, qos, session)
+                continue
+            handler = self._get_handler(session)
+            if handler is not None:
+                running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
+
+    @staticmethod
+    def _may_publish(source: Any, topic: str) -> bool:
+        identity = identity_of(source) if isinstance(source, Session) else None
+        return identity is not None and may_publish(identity, topic)
+
+    async def retain_message(
+        self,
+        source_session: Session | None,
+        topic_name: str | None,
+        data: bytes | bytearray | None,
+        qos: int | None = None,
+    ) -> None:
+        if source_session is not None and topic_name is not None and not self._may_publish(source_session, topic_name):
+            return  # a retained will outside the device's own topics
+        await super().retain_message(source_session, topic_name, data, qos)
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        """Retained messages for one of the session's filters, each one the device may read."""
+        if not self._retained_messages:
+            return
+        topic_filter = subscription[0]
+        identity = identity_of(session)
+        handler = self._get_handler(session)
+        granted = next(
+            (qos for s, qos in self._subscriptions.get(topic_filter, ()) if s.client_id == session.client_id), None
+        )
+        # (amqtt also calls this at connect for every filter of every session: only the session's own count.)
+        if identity is None or handler is None or granted is None:
+            return
+        tasks = []
+        for topic, retained in list(self._retained_messages.items()):
+            if topic_matches(topic_filter, topic) and may_read(identity, topic):
+                qos = granted if retained.qos is None else min(granted, retained.qos)
+                tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, retained.data, qos, retain=True)))
+        if tasks:
+            await asyncio.wait(tasks)
 
 
 class EmbeddedBroker:

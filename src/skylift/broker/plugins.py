@@ -11,7 +11,7 @@ from amqtt.session import ApplicationMessage, Session
 
 from skylift.devices.hub import DeviceHub
 from skylift.devices.identity import DeviceIdentity
-from skylift.devices.topics import may_publish, may_subscribe
+from skylift.devices.topics import may_publish, may_read, may_subscribe
 
 IDENTITY_KEY = "skylift_identity"
 
@@ -45,7 +45,8 @@ class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
 
 
 class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
-    """A device publishes and subscribes only on its own topics."""
+    """A device publishes only on its own topics, and subscribes with filters that can match one of them
+    (wildcards included); what reaches it is checked per message (`may_read`, see SkyliftBroker)."""
 
     Config = HubConfig
 
@@ -57,6 +58,8 @@ class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
             return False
         if action == Action.PUBLISH:
             return may_publish(identity, topic)
+        if action == Action.RECEIVE:
+            return may_read(identity, topic)
         return may_subscribe(identity, topic)
 
 

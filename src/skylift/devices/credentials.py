@@ -30,20 +30,33 @@ class SignedClientId:
     timestamp: str | None
 
 
-def parse_signed_client_id(client_id: str | None) -> SignedClientId | None:
-    """The signing parameters of an Alibaba SDK client id, or None when it names no sign method."""
-    if not client_id or "|" not in client_id:
-        return None
-    cid, _, rest = client_id.partition("|")
+def client_id_params(client_id: str | None) -> tuple[str, dict[str, str]]:
+    """`{cid}|k=v,k=v|` → (cid, {k: v}): the parameter block Alibaba's SDKs append to their client id.
+
+    Names are lower-cased, names and values trimmed; a client id without `|` has no parameters."""
+    cid, bar, rest = (client_id or "").partition("|")
     params: dict[str, str] = {}
-    for item in rest.rstrip("|").split(","):
+    if not bar:
+        return cid, params
+    for item in rest.partition("|")[0].split(","):
         key, sep, value = item.partition("=")
         if sep:
             params[key.strip().lower()] = value.strip()
+    return cid, params
+
+
+def parse_signed_client_id(client_id: str | None) -> SignedClientId | None:
+    """The signing parameters of an Alibaba SDK client id, or None when it names no sign method."""
+    cid, params = client_id_params(client_id)
     sign_method = params.get("signmethod", "").lower()
     if not sign_method:
         return None
     return SignedClientId(client_id=cid, sign_method=sign_method, timestamp=params.get("timestamp") or None)
+
+
+def wants_auto_subscribe(client_id: str | None) -> bool:
+    """`_ss=1` in the parameter block: the device never subscribes and expects the platform to."""
+    return client_id_params(client_id)[1].get("_ss") == "1"
 
 
 def sign_content(client_id: str, device_name: str, product_key: str, timestamp: str | None) -> str:
@@ -83,7 +96,7 @@ def http_signature(secret: str, device_name: str, product_key: str, timestamp: s
     return hmac.new(secret.encode(), content.encode(), hashlib.sha256).hexdigest()
 
 
-def _identity(device: Device, style: LoginStyle) -> DeviceIdentity:
+def _identity(device: Device, style: LoginStyle, auto_subscribe: bool = False) -> DeviceIdentity:
     return DeviceIdentity(
         device_id=device.id,
         product_id=device.product_id,
@@ -91,6 +104,7 @@ def _identity(device: Device, style: LoginStyle) -> DeviceIdentity:
         name=device.name,
         access_token=device.access_token,
         login_style=style,
+        auto_subscribe=auto_subscribe,
     )
 
 
@@ -128,7 +142,7 @@ async def authenticate(
             return None
         if not password_matches(device, password, client_id):
             return None
-        return _identity(device, LoginStyle.PRODUCT_KEY)
+        return _identity(device, LoginStyle.PRODUCT_KEY, auto_subscribe=wants_auto_subscribe(client_id))
     return await by_token(session, username)
 
 

@@ -29,7 +29,7 @@ from skylift.devices.dialects.base import (
 )
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.notices import Notifier, parse_grant
-from skylift.devices.topics import Route, command_topic, gateway_command_topic, route, upgrade_topic
+from skylift.devices.topics import Route, command_topic, gateway_command_topic, route, topic_matches, upgrade_topic
 from skylift.kit import metrics
 from skylift.kit.clock import Clock, SystemClock
 from skylift.packages.storage import LocalStorage
@@ -40,7 +40,8 @@ MAX_QUEUED_PER_DEVICE = 1000
 Publisher = Callable[[str, bytes], Awaitable[None]]
 Job = Callable[[], Awaitable[None]]
 Disconnector = Callable[[int], Awaitable[None]]
-# Called with the device and the topic filter it subscribed to (deliver-on-connect, dynamic campaigns).
+# Called with the device and the topic filter it subscribed to, or its upgrade topic when the filter
+# covers that (deliver-on-connect, dynamic campaigns); also for the broker's own subscriptions (`_ss=1`).
 ReadyListener = Callable[[DeviceIdentity, str], Awaitable[None]]
 
 
@@ -92,7 +93,8 @@ class DeviceHub:
             return await credentials.authenticate(session, username, password, client_id)
 
     async def connected(self, identity: DeviceIdentity) -> int:
-        # A new connection hears nothing until it subscribes again (clean sessions start empty).
+        # A new connection hears nothing until it subscribes again (clean sessions start empty), or the
+        # broker tells what it holds already (a kept session, the broker's own `_ss=1` subscriptions).
         self._ready.discard(identity.device_id)
         self._ready_gateways.discard(identity.device_id)
         async with self.database.transaction() as session:
@@ -153,21 +155,26 @@ class DeviceHub:
             self.wake_engine()
 
     async def _on_subscribed(self, identity: DeviceIdentity, topic_filter: str) -> None:
-        if topic_filter in (upgrade_topic(identity.access_token), upgrade_topic(identity.key_path)):
-            await self._listens_on(identity, None)
+        # A wildcard filter counts as a subscription to each of the device's topics it covers.
+        upgrade = next((t for t in map(upgrade_topic, identity.topic_ids) if topic_matches(topic_filter, t)), None)
+        command = command_topic(identity.username)
+        hears_command = topic_matches(topic_filter, command)
+        if upgrade is not None or hears_command:
+            if upgrade is None or not hears_command:
+                await self._listens_on(identity, None if upgrade is not None else command)
+            # (A filter covering both channels, such as `#`, leaves the recorded one as it was.)
             self._ready.add(identity.device_id)
-        elif topic_filter == command_topic(identity.username):
-            await self._listens_on(identity, topic_filter)
-            self._ready.add(identity.device_id)
-            self._wake_engine()  # the engine's own listener knows only the upgrade topics
-        elif topic_filter == gateway_command_topic(identity.username):
+            if upgrade is None:
+                self._wake_engine()  # the engine's own listener knows only the upgrade topics
+        if topic_matches(topic_filter, gateway_command_topic(identity.username)):
             async with self.database.transaction() as session:
                 sub_devices = await device_service.sub_device_ids(session, identity.device_id)
             self._gateway_of.update(dict.fromkeys(sub_devices, identity.device_id))
             self._ready_gateways.add(identity.device_id)
             self._wake_engine()
         for listener in self.on_device_ready:
-            await listener(identity, topic_filter)
+            # Listeners hear the upgrade topic itself when a wildcard filter covered it.
+            await listener(identity, upgrade or topic_filter)
 
     async def _listens_on(self, identity: DeviceIdentity, topic: str | None) -> None:
         # Recorded before the engine hears of it, so a notice waiting for the device takes this channel.
@@ -279,8 +286,9 @@ class DeviceHub:
 
     def is_ready(self, device_id: int) -> bool:
         """Whether the device can hear a notice now: it subscribed to its upgrade topic (or to
-        `command_send/{username}`) on its current connection, or, for a sub-device, its gateway to
-        `gateway_command_send/{username}`."""
+        `command_send/{username}`; a wildcard filter covering it counts, as does the broker's own
+        subscription of a `_ss=1` device) on its current connection, or, for a sub-device, its gateway
+        to `gateway_command_send/{username}`."""
         if device_id in self._ready:
             return True
         gateway_id = self._gateway_of.get(device_id)

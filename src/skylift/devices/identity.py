@@ -24,6 +24,8 @@ class DeviceIdentity:
     name: str
     access_token: str
     login_style: LoginStyle
+    # Alibaba's SDKs put `_ss=1` in their client id and expect the platform to subscribe them.
+    auto_subscribe: bool = False
 
     @property
     def session_key(self) -> str:
@@ -38,5 +40,10 @@ class DeviceIdentity:
         """The MQTT username the device logged in with; EZtCloud (003) topics carry it."""
         return self.access_token if self.login_style is LoginStyle.TOKEN else f"{self.name}&{self.product_key}"
 
+    @property
+    def topic_ids(self) -> tuple[str, str]:
+        """The `{id}` of its `/ota/device/...` topics: its access token, or `{pk}/{dn}`."""
+        return (self.access_token, self.key_path)
+
     def owns_topic_id(self, topic_id: str) -> bool:
-        return topic_id in (self.access_token, self.key_path)
+        return topic_id in self.topic_ids

@@ -10,6 +10,7 @@ OTA_PREFIX = "/ota/device/"
 SYS_PREFIX = "/sys/"
 UP_KINDS = frozenset({"inform", "progress", "request", "download"})
 DOWN_KINDS = frozenset({"upgrade", "download_reply"})
+OTA_KINDS = UP_KINDS | DOWN_KINDS
 # Alibaba SDK methods under `/sys/{pk}/{dn}/` → message kind; each is answered on `{method}_reply`.
 SYS_METHODS = {"thing/ota/firmware/get": "firmware_get", "thing/file/download": "download"}
 # EZtCloud (003): `{kind}/{username}`, where username is what the device logged in with.
@@ -26,6 +27,7 @@ EZTCLOUD_UP_KINDS = frozenset(
 COMMAND_SEND = "command_send"
 GATEWAY_COMMAND_SEND = "gateway_command_send"
 EZTCLOUD_DOWN_KINDS = frozenset({COMMAND_SEND, GATEWAY_COMMAND_SEND})
+EZTCLOUD_KINDS = EZTCLOUD_UP_KINDS | EZTCLOUD_DOWN_KINDS
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,48 @@ def _has_wildcard(text: str) -> bool:
     return "+" in text or "#" in text
 
 
+def auto_subscriptions(identity: DeviceIdentity) -> tuple[str, ...]:
+    """The downlink topics the platform subscribes an Alibaba SDK device to (`_ss=1`): its notices,
+    the `firmware/get` answer and both download replies, all in the `{pk}/{dn}` form."""
+    key_path = identity.key_path
+    sys_replies = (Route("sys", kind, key_path, method).reply_topic for method, kind in SYS_METHODS.items())
+    return (upgrade_topic(key_path), *sys_replies, Route("ota", "download", key_path).reply_topic)
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Whether an MQTT topic filter (`+` one level, `#` the rest, also none) matches a topic."""
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False
+    filter_levels = topic_filter.split("/")
+    topic_levels = topic.split("/")
+    for index, level in enumerate(filter_levels):
+        if level == "#":
+            return index == len(filter_levels) - 1
+        if index >= len(topic_levels) or level not in ("+", topic_levels[index]):
+            return False
+    return len(filter_levels) == len(topic_levels)
+
+
+def _matches_below(topic_filter: str, prefix: str) -> bool:
+    """Whether the filter matches some topic of the form `{prefix}/{at least one more level}`."""
+    filter_levels = topic_filter.split("/")
+    prefix_levels = prefix.split("/")
+    for index, level in enumerate(prefix_levels):
+        if index >= len(filter_levels):
+            return False
+        if filter_levels[index] == "#":
+            return True
+        if filter_levels[index] not in ("+", level):
+            return False
+    return len(filter_levels) > len(prefix_levels)
+
+
+def _own_topics(identity: DeviceIdentity) -> list[str]:
+    """Every fixed topic of the device's own (the `/sys/{pk}/{dn}/...` tree aside)."""
+    ota = [f"{OTA_PREFIX}{kind}/{topic_id}" for kind in OTA_KINDS for topic_id in identity.topic_ids]
+    return ota + [f"{kind}/{identity.username}" for kind in EZTCLOUD_KINDS]
+
+
 def may_publish(identity: DeviceIdentity, topic: str) -> bool:
     if _has_wildcard(topic):
         return False
@@ -129,15 +173,41 @@ def may_publish(identity: DeviceIdentity, topic: str) -> bool:
     return topic.startswith(sys_prefix) and not topic.endswith("_reply")
 
 
-def may_subscribe(identity: DeviceIdentity, topic_filter: str) -> bool:
-    parts = split_ota_topic(topic_filter)
+def _is_own_topic(identity: DeviceIdentity, topic: str) -> bool:
+    """A topic of the device's own, up or down: under its token or `{pk}/{dn}`, or its login username."""
+    if not topic or _has_wildcard(topic):
+        return False
+    parts = split_ota_topic(topic)
     if parts is not None:
         kind, topic_id = parts
-        return kind in DOWN_KINDS and not _has_wildcard(topic_id) and identity.owns_topic_id(topic_id)
-    parts = split_eztcloud_topic(topic_filter)
+        return kind in OTA_KINDS and identity.owns_topic_id(topic_id)
+    parts = split_eztcloud_topic(topic)
     if parts is not None:
-        kind, username = parts
-        # Only its own username, and never a wildcard that could match someone else's.
-        return kind in EZTCLOUD_DOWN_KINDS and not _has_wildcard(topic_filter) and username == identity.username
+        return parts[1] == identity.username
     sys_prefix = _sys_prefix(identity)
-    return topic_filter.startswith(sys_prefix) and not _has_wildcard(identity.key_path)
+    return topic.startswith(sys_prefix) and len(topic) > len(sys_prefix)
+
+
+def may_read(identity: DeviceIdentity, topic: str) -> bool:
+    """Whether a message on `topic` may be delivered to the device: only what the platform sends it on
+    its own topics (its upgrade and download-reply topics in both forms, its `/sys/.../*_reply`, its
+    EZtCloud commands). Checked for every message, whatever filter it matched."""
+    if not _is_own_topic(identity, topic):
+        return False
+    parts = split_ota_topic(topic)
+    if parts is not None:
+        return parts[0] in DOWN_KINDS
+    parts = split_eztcloud_topic(topic)
+    if parts is not None:
+        return parts[0] in EZTCLOUD_DOWN_KINDS
+    return topic.endswith("_reply")
+
+
+def may_subscribe(identity: DeviceIdentity, topic_filter: str) -> bool:
+    """Any filter that can match one of the device's own topics (uplink ones too: some SDKs subscribe
+    to them) is granted, wildcards included; delivery is still checked message by message (`may_read`)."""
+    if not _has_wildcard(topic_filter):
+        return _is_own_topic(identity, topic_filter)
+    if any(topic_matches(topic_filter, topic) for topic in _own_topics(identity)):
+        return True
+    return _matches_below(topic_filter, _sys_prefix(identity).rstrip("/"))
