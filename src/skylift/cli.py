@@ -34,6 +34,9 @@ def serve() -> None:
         port=settings.http_port,
         log_level=settings.log_level.lower(),
         lifespan="on",
+        # h11 writes header names as the app spells them; httptools lower-cases them, and device SDKs
+        # that look for the bytes "Content-Length" in a download's head then fail (kit.canonical_headers).
+        http="h11",
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
     )

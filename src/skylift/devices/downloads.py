@@ -8,8 +8,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
+from starlette.types import Receive, Scope, Send
 
 from skylift.deps import ContextDep
+from skylift.kit.canonical_headers import canonical_send
 from skylift.kit.errors import Forbidden, NotFound
 from skylift.packages.models import PackageFile
 
@@ -35,6 +37,17 @@ def reaches_end(range_header: str | None, size: int) -> bool:
     return not end or int(end) >= size - 1
 
 
+class DownloadResponse(FileResponse):
+    """A file response (200, 206, HEAD, 416) whose header names go out as `Content-Length`, `ETag`...
+
+    Device SDKs look for the exact bytes `Content-Length` in the response head, as nginx or an object
+    store sends them. Starlette builds and reads its headers lower-cased, so they are respelled only
+    on their way out."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, canonical_send(send))
+
+
 @router.api_route("/dl/{file_id}/{filename}", methods=["GET", "HEAD"], summary="Download a package file (signed URL)")
 async def download(
     file_id: int,
@@ -44,7 +57,7 @@ async def download(
     expires: str = "",
     signature: str = "",
     grant: str = "",
-) -> FileResponse:
+) -> DownloadResponse:
     async with context.database.transaction() as session:
         file = await session.get(PackageFile, file_id)
     if file is None or file.name != filename:
@@ -54,7 +67,7 @@ async def download(
     background = None
     if grant and request.method == "GET" and reaches_end(request.headers.get("range"), file.size):
         background = BackgroundTask(context.device_hub.download_finished, grant)
-    return FileResponse(
+    return DownloadResponse(
         context.storage.path(file.storage_key),
         media_type="application/octet-stream",
         filename=file.name,
