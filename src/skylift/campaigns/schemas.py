@@ -7,17 +7,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from skylift.campaigns.policy import valid_cron
+from skylift.kit.ids import Id
 from skylift.kit.versions import InvalidVersion, parse_version
 
 ExtValue = str | int | float | bool
+# Counts are kept in 32-bit INTEGER columns.
+MAX_COUNT = 2**31 - 1
 
 
 class Target(BaseModel):
     """Who a campaign is for. Filters combine (all must hold); `all` alone means the whole product."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    device_ids: list[int] | None = Field(default=None, min_length=1)
+    device_ids: list[Id] | None = Field(default=None, min_length=1)
     all: bool | None = None
     tags: list[str] | None = Field(default=None, min_length=1, description="Devices carrying any of these tags")
     percent: float | None = Field(default=None, gt=0, le=100, description="A stable share of the fleet")
@@ -59,6 +62,11 @@ class Schedule(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # a time without a zone means UTC
+        if value is not None:
+            try:
+                value.astimezone(UTC)  # stored in UTC: 0001-01-01T00:00+01:00 has no UTC time
+            except OverflowError:
+                raise ValueError("the time is out of range once converted to UTC") from None
         return value
 
     @field_validator("cron")
@@ -76,10 +84,10 @@ class Schedule(BaseModel):
 
 
 class ErrorThresholdIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     percent: float | None = Field(default=None, gt=0, le=100)
-    count: int | None = Field(default=None, ge=1)
+    count: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _one(self) -> ErrorThresholdIn:
@@ -89,12 +97,13 @@ class ErrorThresholdIn(BaseModel):
 
 
 class CampaignCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A JSON number like 1e400 reads as infinity; no field of a campaign means that.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=128)
     type: Literal["upgrade", "verify"] = "upgrade"
-    package_id: int
-    device_ids: list[int] | None = Field(
+    package_id: Id
+    device_ids: list[Id] | None = Field(
         default=None, min_length=1, description="Shorthand for target.device_ids; omitted with no target = all"
     )
     target: Target | None = None
@@ -116,11 +125,18 @@ class CampaignCreate(BaseModel):
     )
     approval_required: bool = Field(default=False, description="Wait for an operator's approve before each group")
     error_threshold: ErrorThresholdIn | None = None
-    min_finished: int = Field(default=1, ge=1, description="Finished devices before the error threshold is judged")
+    min_finished: int = Field(
+        default=1, ge=1, le=MAX_COUNT, description="Finished devices before the error threshold is judged"
+    )
     on_error: Literal["pause", "abort"] = "pause"
-    max_per_minute: int | None = Field(default=None, ge=1, description="At most this many notices in any minute")
+    max_per_minute: int | None = Field(
+        default=None, ge=1, le=MAX_COUNT, description="At most this many notices in any minute"
+    )
     timeout_minutes: float | None = Field(
-        default=None, ge=0.05, description="Fail a device silent this long (since its last message) as timeout"
+        default=None,
+        ge=0.05,
+        le=366 * 24 * 60,
+        description="Fail a device silent this long (since its last message) as timeout",
     )
     retry_count: int = Field(default=0, ge=0, le=20, description="Automatic retries of a failed device")
     retry_interval_minutes: float = Field(default=5, ge=0, le=7 * 24 * 60)
@@ -162,7 +178,7 @@ class CampaignCreate(BaseModel):
 class DeviceSelection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device_ids: list[int] | None = Field(default=None, description="Omitted: every eligible device")
+    device_ids: list[Id] | None = Field(default=None, description="Omitted: every eligible device")
 
 
 class CampaignOut(BaseModel):

@@ -11,6 +11,7 @@ from starlette.responses import FileResponse
 
 from skylift.deps import ContextDep
 from skylift.kit.errors import Forbidden, NotFound
+from skylift.kit.ids import Id
 from skylift.packages.models import PackageFile
 
 router = APIRouter(tags=["downloads"])
@@ -37,7 +38,7 @@ def reaches_end(range_header: str | None, size: int) -> bool:
 
 @router.api_route("/dl/{file_id}/{filename}", methods=["GET", "HEAD"], summary="Download a package file (signed URL)")
 async def download(
-    file_id: int,
+    file_id: Id,
     filename: str,
     request: Request,
     context: ContextDep,
