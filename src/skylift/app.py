@@ -22,12 +22,14 @@ from skylift.config import Settings, load_or_create_secret
 from skylift.context import AppContext
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database
+from skylift.deps import ADMIN_REFUSAL, is_admin_token
 from skylift.devices import service as device_service
 from skylift.devices.downloads import router as downloads_router
 from skylift.devices.http_api import router as device_api_router
 from skylift.devices.hub import DeviceHub
 from skylift.devices.notices import Notifier
-from skylift.kit.errors import SkyliftError
+from skylift.kit.errors import SkyliftError, error_responses
+from skylift.kit.guards import RequestGuard
 from skylift.kit.signing import UrlSigner
 from skylift.packages.endpoints import router as packages_router
 from skylift.packages.storage import LocalStorage
@@ -47,7 +49,20 @@ def _field_of(location: tuple[Any, ...] | list[Any]) -> str | None:
     return ".".join(parts) or None
 
 
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Every error, expected or not, is answered as `{"error": {"code", "message", "field"}}`."""
+
     @app.exception_handler(SkyliftError)
     async def _skylift_error(_: Request, exc: SkyliftError) -> JSONResponse:
         return _error(exc.status_code, exc.code, exc.message, exc.field)
@@ -61,7 +76,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "http_error", str(exc.detail))
+        response = _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
+
+    @app.exception_handler(Exception)
+    async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # The last resort: the server logs the traceback too; the client gets JSON, not a text page.
+        log.error("unexpected %s answering %s %s", type(exc).__name__, request.method, request.url.path)
+        return _error(500, "internal_error", "the server failed to answer this request; it has been logged")
 
 
 def build_context(settings: Settings) -> tuple[AppContext, bool]:
@@ -142,12 +165,19 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.state.skylift = context
     app.state.ready = False
     install_error_handlers(app)
+    app.add_middleware(
+        RequestGuard,
+        protected_prefix="/api/",
+        accepts=lambda token: is_admin_token(context, token),
+        max_body_bytes=settings.max_json_body_bytes,
+        refusal=ADMIN_REFUSAL,
+    )
 
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=error_responses(401, 404, 409, 422))
     for router in (registry_router, packages_router, campaigns_router, settings_router, audit_router):
         api.include_router(router)
     app.include_router(api)
-    app.include_router(downloads_router)
+    app.include_router(downloads_router, responses=error_responses(403, 404, 422))
     app.include_router(device_api_router)
 
     @app.get("/healthz", tags=["health"])

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     download_url_ttl_seconds: int = Field(default=86_400, ge=1)
     mqtt_max_payload_bytes: int = Field(default=65_536, ge=256)
+    # JSON bodies of the management API; package uploads stream under the run-time file size limit.
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     engine_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     log_level: str = "INFO"
     # Serve HTTPS on the HTTP port with this certificate (PEM, chain included) and key.

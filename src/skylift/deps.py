@@ -35,11 +35,21 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+ADMIN_REFUSAL = "a valid admin token is required (Authorization: Bearer <token>)"
+
+
+def is_admin_token(context: AppContext, presented: bytes | None) -> bool:
+    """Constant-time check of a bearer token as it arrived (raw header bytes, any characters)."""
+    return presented is not None and hmac.compare_digest(presented, context.admin_token.encode())
+
+
 def require_admin(
     context: ContextDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
-    if credentials is None or not hmac.compare_digest(credentials.credentials, context.admin_token):
-        raise Unauthorized("a valid admin token is required (Authorization: Bearer <token>)")
+    # Header values reach us decoded as Latin-1; encoding back gives the bytes that were sent.
+    presented = None if credentials is None else credentials.credentials.encode("latin-1")
+    if not is_admin_token(context, presented):
+        raise Unauthorized(ADMIN_REFUSAL)
     return "admin"
 
 

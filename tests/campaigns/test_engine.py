@@ -327,7 +327,7 @@ class TestBounds:
         [
             {"timeout_minutes": 1e16},
             {"retry_interval_minutes": 1e9},
-            {"max_per_minute": 2**63},
+            {"max_per_minute": 2**31},
             {"min_finished": 2**40},
             {"error_threshold": {"count": 2**40}},
             {"groups": [float(n) for n in range(1, 102)]},

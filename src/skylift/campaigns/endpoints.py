@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body
 from skylift.campaigns import results, service
 from skylift.campaigns.schemas import CampaignCreate, CampaignDeviceOut, CampaignOut, DeviceSelection, Results
 from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
+from skylift.kit.ids import Id
 from skylift.kit.schemas import ItemsOut
 from skylift.system import audit
 
@@ -26,31 +27,31 @@ async def create_campaign(
 
 @router.get("", response_model=ItemsOut[CampaignOut])
 async def list_campaigns(
-    session: SessionDep, _: AdminDep, product_id: int | None = None, package_id: int | None = None
+    session: SessionDep, _: AdminDep, product_id: Id | None = None, package_id: Id | None = None
 ) -> ItemsOut[CampaignOut]:
     campaigns = await service.list_campaigns(session, product_id, package_id)
     return ItemsOut(items=[await service.campaign_out(session, c) for c in campaigns])
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-async def read_campaign(campaign_id: int, session: SessionDep, _: AdminDep) -> CampaignOut:
+async def read_campaign(campaign_id: Id, session: SessionDep, _: AdminDep) -> CampaignOut:
     return await service.campaign_out(session, await service.get_campaign(session, campaign_id))
 
 
 @router.get("/{campaign_id}/devices", response_model=ItemsOut[CampaignDeviceOut])
-async def campaign_devices(campaign_id: int, session: SessionDep, _: AdminDep) -> ItemsOut[CampaignDeviceOut]:
+async def campaign_devices(campaign_id: Id, session: SessionDep, _: AdminDep) -> ItemsOut[CampaignDeviceOut]:
     return ItemsOut(items=await service.device_rows(session, campaign_id))
 
 
 @router.get("/{campaign_id}/results", response_model=Results)
-async def campaign_results(campaign_id: int, session: SessionDep, _: AdminDep) -> Results:
+async def campaign_results(campaign_id: Id, session: SessionDep, _: AdminDep) -> Results:
     """Counts, success rate, failure reasons, finished devices per minute, versions before and after."""
     campaign = await service.get_campaign(session, campaign_id)
     return await results.results_of(session, [campaign], campaign.package.module)
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)
-async def pause(campaign_id: int, session: SessionDep, actor: AdminDep) -> CampaignOut:
+async def pause(campaign_id: Id, session: SessionDep, actor: AdminDep) -> CampaignOut:
     campaign = await service.pause(session, campaign_id)
     audit.record(session, actor, "campaign.pause", "campaign", campaign_id)
     return await service.campaign_out(session, campaign)
@@ -58,7 +59,7 @@ async def pause(campaign_id: int, session: SessionDep, actor: AdminDep) -> Campa
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
 async def resume(
-    campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
+    campaign_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
     hub = context.device_hub
     campaign = await service.resume(session, hub.notifier, campaign_id, hub.is_ready, now)
@@ -68,7 +69,7 @@ async def resume(
 
 @router.post("/{campaign_id}/approve", response_model=CampaignOut)
 async def approve(
-    campaign_id: int, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
+    campaign_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
     """Start the next staged group."""
     hub = context.device_hub
@@ -79,7 +80,7 @@ async def approve(
 
 @router.post("/{campaign_id}/retry", response_model=CampaignOut)
 async def retry(
-    campaign_id: int,
+    campaign_id: Id,
     context: ContextDep,
     session: SessionDep,
     actor: AdminDep,
@@ -96,7 +97,7 @@ async def retry(
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
 async def cancel(
-    campaign_id: int, session: SessionDep, actor: AdminDep, now: NowDep, body: OptionalSelection = None
+    campaign_id: Id, session: SessionDep, actor: AdminDep, now: NowDep, body: OptionalSelection = None
 ) -> CampaignOut:
     """Cancel the whole campaign, or only the listed devices' attempts."""
     device_ids = body.device_ids if body else None
@@ -107,7 +108,7 @@ async def cancel(
 
 @router.post("/{campaign_id}/devices/{device_id}/retry", response_model=CampaignOut)
 async def retry_device(
-    campaign_id: int, device_id: int, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
+    campaign_id: Id, device_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
     hub = context.device_hub
     campaign = await service.retry(session, hub.notifier, campaign_id, [device_id], hub.is_ready, now)
@@ -117,7 +118,7 @@ async def retry_device(
 
 @router.post("/{campaign_id}/devices/{device_id}/cancel", response_model=CampaignOut)
 async def cancel_device(
-    campaign_id: int, device_id: int, session: SessionDep, actor: AdminDep, now: NowDep
+    campaign_id: Id, device_id: Id, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
     campaign = await service.cancel(session, campaign_id, [device_id], now)
     audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=[device_id])

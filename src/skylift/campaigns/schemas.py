@@ -7,20 +7,22 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from skylift.campaigns.policy import valid_cron
+from skylift.kit.ids import Id
 from skylift.kit.versions import InvalidVersion, parse_version
 
 ExtValue = str | int | float | bool
-# Upper bounds of numeric campaign fields: beyond them the engine's date arithmetic would overflow.
-MAX_DEVICES = 10_000_000
+# Upper bounds of numeric campaign fields: counts fit 32-bit INTEGER columns; durations keep the engine's
+# date arithmetic from overflowing.
+MAX_COUNT = 2**31 - 1
 MAX_MINUTES = 366 * 24 * 60
 
 
 class Target(BaseModel):
     """Who a campaign is for. Filters combine (all must hold); `all` alone means the whole product."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    device_ids: list[int] | None = Field(default=None, min_length=1)
+    device_ids: list[Id] | None = Field(default=None, min_length=1)
     all: bool | None = None
     tags: list[str] | None = Field(default=None, min_length=1, description="Devices carrying any of these tags")
     percent: float | None = Field(default=None, gt=0, le=100, description="A stable share of the fleet")
@@ -62,6 +64,11 @@ class Schedule(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)  # a time without a zone means UTC
+        if value is not None:
+            try:
+                value.astimezone(UTC)  # stored in UTC: 0001-01-01T00:00+01:00 has no UTC time
+            except OverflowError:
+                raise ValueError("the time is out of range once converted to UTC") from None
         return value
 
     @field_validator("cron")
@@ -79,10 +86,10 @@ class Schedule(BaseModel):
 
 
 class ErrorThresholdIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     percent: float | None = Field(default=None, gt=0, le=100)
-    count: int | None = Field(default=None, ge=1, le=MAX_DEVICES)
+    count: int | None = Field(default=None, ge=1, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _one(self) -> ErrorThresholdIn:
@@ -92,12 +99,13 @@ class ErrorThresholdIn(BaseModel):
 
 
 class CampaignCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A JSON number like 1e400 reads as infinity; no field of a campaign means that.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=128)
     type: Literal["upgrade", "verify"] = "upgrade"
-    package_id: int
-    device_ids: list[int] | None = Field(
+    package_id: Id
+    device_ids: list[Id] | None = Field(
         default=None, min_length=1, description="Shorthand for target.device_ids; omitted with no target = all"
     )
     target: Target | None = None
@@ -122,11 +130,11 @@ class CampaignCreate(BaseModel):
     approval_required: bool = Field(default=False, description="Wait for an operator's approve before each group")
     error_threshold: ErrorThresholdIn | None = None
     min_finished: int = Field(
-        default=1, ge=1, le=MAX_DEVICES, description="Finished devices before the error threshold is judged"
+        default=1, ge=1, le=MAX_COUNT, description="Finished devices before the error threshold is judged"
     )
     on_error: Literal["pause", "abort"] = "pause"
     max_per_minute: int | None = Field(
-        default=None, ge=1, le=MAX_DEVICES, description="At most this many notices in any minute"
+        default=None, ge=1, le=MAX_COUNT, description="At most this many notices in any minute"
     )
     timeout_minutes: float | None = Field(
         default=None,
@@ -174,7 +182,7 @@ class CampaignCreate(BaseModel):
 class DeviceSelection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device_ids: list[int] | None = Field(default=None, description="Omitted: every eligible device")
+    device_ids: list[Id] | None = Field(default=None, description="Omitted: every eligible device")
 
 
 class CampaignOut(BaseModel):

@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 from skylift.deps import ContextDep
 from skylift.kit.canonical_headers import canonical_send
 from skylift.kit.errors import Forbidden, NotFound
+from skylift.kit.ids import Id
 from skylift.packages.models import PackageFile
 
 router = APIRouter(tags=["downloads"])
@@ -50,7 +51,7 @@ class DownloadResponse(FileResponse):
 
 @router.api_route("/dl/{file_id}/{filename}", methods=["GET", "HEAD"], summary="Download a package file (signed URL)")
 async def download(
-    file_id: int,
+    file_id: Id,
     filename: str,
     request: Request,
     context: ContextDep,

@@ -23,9 +23,9 @@ from skylift.devices.dialects import ota
 from skylift.devices.dialects.base import MAX_MODULE_LENGTH, MalformedMessage, ProgressReported, VersionReported
 from skylift.devices.identity import DeviceIdentity, LoginStyle
 from skylift.kit import metrics
-from skylift.kit.errors import Invalid, TooLarge, Unauthorized
+from skylift.kit.errors import Invalid, TooLarge, Unauthorized, error_responses
 
-router = APIRouter(prefix="/device/v1", tags=["device protocol (HTTP)"])
+router = APIRouter(prefix="/device/v1", tags=["device protocol (HTTP)"], responses=error_responses(401, 413, 422))
 _bearer = HTTPBearer(auto_error=False, description="A token device's access token")
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import BaseModel, Field
+
 
 class SkyliftError(Exception):
     status_code = 400
@@ -14,6 +18,13 @@ class SkyliftError(Exception):
 
     def as_body(self) -> dict[str, dict[str, str | None]]:
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+
+
+class BadRequest(SkyliftError):
+    """A body that cannot be parsed at all (malformed multipart, undecodable headers)."""
+
+    status_code = 400
+    code = "bad_request"
 
 
 class NotFound(SkyliftError):
@@ -44,3 +55,31 @@ class Unauthorized(SkyliftError):
 class Forbidden(SkyliftError):
     status_code = 403
     code = "forbidden"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable, e.g. not_found, conflict, invalid, unauthorized")
+    message: str
+    field: str | None = Field(description="The input the error is about, when there is one")
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+_MEANINGS = {
+    400: "The request is malformed",
+    401: "Missing or wrong credentials",
+    403: "Not allowed, or the signature is invalid or expired",
+    404: "No such resource",
+    409: "Conflicts with the current state",
+    413: "The body is too large",
+    422: "Invalid input; `field` names it",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring these error statuses with the error body."""
+    return {status: {"model": ErrorOut, "description": _MEANINGS[status]} for status in statuses}

@@ -31,4 +31,7 @@ class UrlSigner:
             return False
         if expires_at < (time.time() if now is None else now):
             return False
-        return hmac.compare_digest(self._signature(path, expires_at, grant), signature)
+        # Bytes: compare_digest refuses a str with non-ASCII characters, which a URL may carry.
+        return hmac.compare_digest(
+            self._signature(path, expires_at, grant).encode(), signature.encode(errors="replace")
+        )

@@ -12,7 +12,9 @@ from skylift.campaigns import service as campaigns
 from skylift.campaigns.schemas import Results
 from skylift.deps import AdminDep, ContextDep, SessionDep
 from skylift.devices.downloads import download_path
-from skylift.kit.errors import NotFound
+from skylift.kit.errors import NotFound, error_responses
+from skylift.kit.guards import lift_body_limit
+from skylift.kit.ids import ID_LIMIT, Id
 from skylift.kit.schemas import ItemsOut
 from skylift.packages import service
 from skylift.packages.models import Package
@@ -32,7 +34,7 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
                     "type": "object",
                     "required": ["product_id", "name", "version", "file"],
                     "properties": {
-                        "product_id": {"type": "integer"},
+                        "product_id": {"type": "integer", "minimum": 1, "maximum": ID_LIMIT - 1},
                         "module": {"type": "string", "default": "default"},
                         "name": {"type": "string"},
                         "version": {"type": "string", "example": "1.2.0"},
@@ -50,9 +52,19 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
 }
 
 
-@router.post("", status_code=201, response_model=PackageOut, openapi_extra=_UPLOAD_SCHEMA)
+@router.post(
+    "",
+    status_code=201,
+    response_model=PackageOut,
+    openapi_extra=_UPLOAD_SCHEMA,
+    responses=error_responses(400, 413),
+)
 async def create_package(request: Request, context: ContextDep, session: SessionDep, actor: AdminDep) -> PackageOut:
-    """Upload a package; files are streamed to storage and hashed on the way (MD5 and SHA256)."""
+    """Upload a package; files are streamed to storage and hashed on the way (MD5 and SHA256).
+
+    File names may be in any language (raw UTF-8 or RFC 5987 `filename*=`); they are kept as sent."""
+    # The files stream under the run-time size limit, not the JSON body limit.
+    lift_body_limit(request.scope)
     # Read the limits in a short transaction of their own: the upload must not hold a database lock.
     async with context.database.transaction() as params_session:
         parameters = await get_parameters(params_session)
@@ -86,25 +98,25 @@ async def _out(session: AsyncSession, package: Package) -> PackageOut:
 
 
 @router.get("", response_model=ItemsOut[PackageOut])
-async def list_packages(session: SessionDep, _: AdminDep, product_id: int | None = None) -> ItemsOut[PackageOut]:
+async def list_packages(session: SessionDep, _: AdminDep, product_id: Id | None = None) -> ItemsOut[PackageOut]:
     packages = await service.list_packages(session, product_id)
     return ItemsOut(items=[await _out(session, p) for p in packages])
 
 
 @router.get("/{package_id}", response_model=PackageOut)
-async def read_package(package_id: int, session: SessionDep, _: AdminDep) -> PackageOut:
+async def read_package(package_id: Id, session: SessionDep, _: AdminDep) -> PackageOut:
     return await _out(session, await service.get_package(session, package_id, field="id"))
 
 
 @router.get("/{package_id}/results", response_model=Results)
-async def package_results(package_id: int, session: SessionDep, _: AdminDep) -> Results:
+async def package_results(package_id: Id, session: SessionDep, _: AdminDep) -> Results:
     """The results of every campaign of this package together."""
     package = await service.get_package(session, package_id, field="id")
     return await results.results_of(session, await campaigns.list_campaigns(session, None, package.id), package.module)
 
 
 @router.patch("/{package_id}", response_model=PackageOut)
-async def patch_package(package_id: int, body: PackagePatch, session: SessionDep, actor: AdminDep) -> PackageOut:
+async def patch_package(package_id: Id, body: PackagePatch, session: SessionDep, actor: AdminDep) -> PackageOut:
     package = await service.update_package(session, package_id, body)
     audit.record(session, actor, "package.update", "package", package_id, **body.model_dump(exclude_none=True))
     return await _out(session, package)
@@ -112,8 +124,8 @@ async def patch_package(package_id: int, body: PackagePatch, session: SessionDep
 
 @router.post("/{package_id}/files/{file_id}/url", response_model=DownloadUrlOut)
 async def file_download_url(
-    package_id: int,
-    file_id: int,
+    package_id: Id,
+    file_id: Id,
     body: DownloadUrlRequest,
     context: ContextDep,
     session: SessionDep,

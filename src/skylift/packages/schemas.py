@@ -5,13 +5,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from skylift.kit.ids import Id
 from skylift.kit.versions import InvalidVersion, parse_version
 
 
 class PackageFields(BaseModel):
     """The non-file fields of a package upload form."""
 
-    product_id: int
+    product_id: Id
     module: str = Field(default="default", min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=128)
     version: str

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from skylift.context import AppContext
 from skylift.db.session import AfterCommit, after_commit
 from skylift.deps import AdminDep, ContextDep, SessionDep
+from skylift.kit.ids import Id
 from skylift.kit.schemas import ItemsOut
 from skylift.registry import service
 from skylift.registry.schemas import (
@@ -38,12 +39,12 @@ async def list_products(session: SessionDep, _: AdminDep) -> ItemsOut[ProductOut
 
 
 @router.get("/products/{product_id}", response_model=ProductOut)
-async def read_product(product_id: int, session: SessionDep, _: AdminDep) -> ProductOut:
+async def read_product(product_id: Id, session: SessionDep, _: AdminDep) -> ProductOut:
     return ProductOut.model_validate(await service.get_product(session, product_id, field="id"))
 
 
 @router.patch("/products/{product_id}", response_model=ProductOut)
-async def update_product(product_id: int, body: ProductPatch, session: SessionDep, actor: AdminDep) -> ProductOut:
+async def update_product(product_id: Id, body: ProductPatch, session: SessionDep, actor: AdminDep) -> ProductOut:
     """Change a product's description, notice style or "latest for everyone" (auto_upgrade_latest)."""
     product = await service.update_product(session, product_id, body)
     audit.record(session, actor, "product.update", "product", product_id, **body.model_dump(exclude_none=True))
@@ -52,7 +53,7 @@ async def update_product(product_id: int, body: ProductPatch, session: SessionDe
 
 @router.get("/products/{product_id}/versions", response_model=VersionDistribution)
 async def product_versions(
-    product_id: int, session: SessionDep, _: AdminDep, module: str = "default"
+    product_id: Id, session: SessionDep, _: AdminDep, module: str = "default"
 ) -> VersionDistribution:
     versions = await service.version_distribution(session, product_id, module)
     return VersionDistribution(module=service.canonical_module(module), versions=versions)
@@ -66,7 +67,7 @@ async def create_module(body: ModuleCreate, session: SessionDep, actor: AdminDep
 
 
 @router.patch("/modules/{module_id}", response_model=ModuleOut)
-async def update_module(module_id: int, body: ModulePatch, session: SessionDep, actor: AdminDep) -> ModuleOut:
+async def update_module(module_id: Id, body: ModulePatch, session: SessionDep, actor: AdminDep) -> ModuleOut:
     """Change a module's alias, description or version property (the default module's too)."""
     module = await service.update_module(session, module_id, body)
     audit.record(session, actor, "module.update", "module", module_id, **body.model_dump(exclude_none=True))
@@ -90,7 +91,7 @@ async def create_device(body: DeviceCreate, context: ContextDep, session: Sessio
     return service.device_out(device)
 
 
-def _sub_device_registered(context: AppContext, device_id: int, gateway_id: int) -> AfterCommit:
+def _sub_device_registered(context: AppContext, device_id: Id, gateway_id: Id) -> AfterCommit:
     async def registered() -> None:
         if context.hub is not None:
             context.hub.sub_device_registered(device_id, gateway_id)
@@ -107,7 +108,7 @@ def _wake(context: AppContext) -> AfterCommit:
 
 @router.patch("/devices/{device_id}", response_model=DeviceOut)
 async def update_device(
-    device_id: int, body: DevicePatch, context: ContextDep, session: SessionDep, actor: AdminDep
+    device_id: Id, body: DevicePatch, context: ContextDep, session: SessionDep, actor: AdminDep
 ) -> DeviceOut:
     """Change a device's tags (campaigns can target tags), or disable or enable it."""
     device = await service.update_device(session, device_id, body)
@@ -119,7 +120,7 @@ async def update_device(
 
 
 @router.post("/devices/{device_id}/credentials", response_model=DeviceOut)
-async def rotate_credentials(device_id: int, context: ContextDep, session: SessionDep, actor: AdminDep) -> DeviceOut:
+async def rotate_credentials(device_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep) -> DeviceOut:
     """Issue a new access token and device secret; the old ones are refused and a live connection is closed."""
     device = await service.rotate_credentials(session, device_id)
     audit.record(session, actor, "device.rotate_credentials", "device", device_id)
@@ -127,7 +128,7 @@ async def rotate_credentials(device_id: int, context: ContextDep, session: Sessi
     return service.device_out(device)
 
 
-def _disconnect(context: AppContext, device_id: int) -> AfterCommit:
+def _disconnect(context: AppContext, device_id: Id) -> AfterCommit:
     async def disconnect() -> None:
         await context.device_hub.disconnect(device_id)
 
@@ -136,12 +137,12 @@ def _disconnect(context: AppContext, device_id: int) -> AfterCommit:
 
 @router.get("/devices", response_model=ItemsOut[DeviceOut])
 async def list_devices(
-    session: SessionDep, _: AdminDep, product_id: int | None = None, tag: str | None = None
+    session: SessionDep, _: AdminDep, product_id: Id | None = None, tag: str | None = None
 ) -> ItemsOut[DeviceOut]:
     devices = await service.list_devices(session, product_id, tag)
     return ItemsOut(items=[service.device_out(d) for d in devices])
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
-async def read_device(device_id: int, session: SessionDep, _: AdminDep) -> DeviceOut:
+async def read_device(device_id: Id, session: SessionDep, _: AdminDep) -> DeviceOut:
     return service.device_out(await service.get_device(session, device_id))

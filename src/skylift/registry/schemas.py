@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from skylift.kit.ids import Id
+
 NAME_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
 # An EZtCloud property identifier, as a device puts it in its attributes report.
 PROPERTY_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -34,7 +36,7 @@ class ProductPatch(BaseModel):
 
 
 class ModuleCreate(BaseModel):
-    product_id: int
+    product_id: Id
     name: str = Field(pattern=NAME_PATTERN)
     alias: str = Field(default="", max_length=64)
     description: str = Field(default="", max_length=2000)
@@ -78,10 +80,10 @@ Tags = list[Annotated[str, Field(pattern=TAG_PATTERN)]]
 
 
 class DeviceCreate(BaseModel):
-    product_id: int
+    product_id: Id
     name: str = Field(pattern=NAME_PATTERN, description="Letters, digits and _ . : @ -; unique in the product")
     tags: Tags = Field(default_factory=list, max_length=32, description="Labels campaigns can target")
-    gateway_id: int | None = Field(default=None, description="Register a sub-device under this gateway (EZtCloud)")
+    gateway_id: Id | None = Field(default=None, description="Register a sub-device under this gateway (EZtCloud)")
     address: str | None = Field(
         default=None, pattern=NAME_PATTERN, description="How the gateway names the sub-device; unique per gateway"
     )

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from skylift.deps import AdminDep, SessionDep
+from skylift.kit.ids import Id
 from skylift.kit.schemas import ItemsOut
 from skylift.system import audit, service
 from skylift.system.service import SystemParameters
@@ -46,9 +47,9 @@ async def read_audit(
     session: SessionDep,
     _: AdminDep,
     target_type: str | None = None,
-    target_id: int | None = None,
+    target_id: Id | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: int | None = Query(default=None, description="Page backwards: events older than this id"),
+    before_id: Annotated[Id | None, Query(description="Page backwards: events older than this id")] = None,
 ) -> ItemsOut[AuditEventOut]:
     """Newest first."""
     events = await audit.list_events(session, target_type, target_id, limit, before_id)
