@@ -136,3 +136,32 @@ class TestNothingPending:
         assert reply["code"] == 200
         assert reply["data"] == product_key.notice_data(notice, "sagoo")
         assert reply["data"]["signMethod"] == "MD5"
+
+
+class TestLinkSdk4BlockRequest:
+    def test_its_trailing_comma_is_forgiven(self) -> None:
+        # Link SDK 4 writes `"fileInfo":{"streamId":S,"fileId":F,}` (aiot_mqtt_download_api.c).
+        payload = (
+            b'{"id":"7","version":"1.0","params":{"fileToken":"default",'
+            b'"fileInfo":{"streamId":1234565,"fileId":1,},"fileBlock":{"size":256,"offset":512}}}'
+        )
+        event = ota.parse_block_request(payload)
+        assert (event.stream_id, event.file_id, event.offset, event.size) == (1234565, 1, 512, 256)
+        assert event.message_id == "7"
+
+    def test_commas_inside_strings_are_left_alone(self) -> None:
+        payload = (
+            b'{"id":"a,}\\",]","params":{"fileToken":",}",'
+            b'"fileInfo":{"streamId":1,"fileId":2,},"fileBlock":{"size":1,"offset":0}}}'
+        )
+        event = ota.parse_block_request(payload)
+        assert (event.message_id, event.file_token) == ('a,}",]', ",}")
+
+    @pytest.mark.parametrize("payload", [b'{"params":{,}}', b"{,}", b'{"a":1,,}'])
+    def test_other_broken_json_is_still_malformed(self, payload: bytes) -> None:
+        with pytest.raises(MalformedMessage):
+            ota.parse_block_request(payload)
+
+    def test_only_block_requests_are_forgiving(self) -> None:
+        with pytest.raises(MalformedMessage):
+            ota.parse_inform(b'{"id":"1","params":{"version":"1.0",}}')

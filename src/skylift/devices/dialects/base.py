@@ -13,6 +13,7 @@ MAX_ID_LENGTH = 64
 # A device's message id, echoed in answers: seed 002 and Alibaba send strings, seed 004 numbers.
 MessageId = int | str
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
+_CLOSING = re.compile(r"\s*[}\]]")
 
 
 class MalformedMessage(ValueError):
@@ -94,16 +95,45 @@ def dump_payload(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def load_object(payload: bytes, *, floats_as_text: bool = False) -> dict[str, Any]:
-    """The payload's JSON object; `floats_as_text` keeps a number like `2.10` as the text the device sent."""
+def load_object(payload: bytes, *, floats_as_text: bool = False, trailing_commas: bool = False) -> dict[str, Any]:
+    """The payload's JSON object; `floats_as_text` keeps a number like `2.10` as the text the device sent.
+
+    With `trailing_commas`, a comma right before `}` or `]` is forgiven: Link SDK 4 writes its block
+    requests as `"fileInfo":{"streamId":1,"fileId":1,}` and cannot be changed in the field."""
+    parse_float = str if floats_as_text else None
     try:
-        value = json.loads(payload, parse_float=str if floats_as_text else None)
+        value = json.loads(payload, parse_float=parse_float)
     # ValueError also covers integers too long to convert; RecursionError, arrays nested too deep.
     except (ValueError, RecursionError) as exc:
-        raise MalformedMessage("payload is not JSON") from exc
+        if not trailing_commas:
+            raise MalformedMessage("payload is not JSON") from exc
+        try:
+            value = json.loads(_without_trailing_commas(payload.decode()), parse_float=parse_float)
+        except (ValueError, RecursionError):
+            raise MalformedMessage("payload is not JSON") from exc
     if not isinstance(value, dict):
         raise MalformedMessage("payload is not a JSON object")
     return value
+
+
+def _without_trailing_commas(text: str) -> str:
+    """The text with every comma that stands (outside strings) right before a closing bracket removed."""
+    kept: list[str] = []
+    in_string = escaped = False
+    for index, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "," and _CLOSING.match(text, index + 1):
+            continue
+        kept.append(char)
+    return "".join(kept)
 
 
 def optional_text(container: dict[str, Any], key: str, max_length: int) -> str | None:

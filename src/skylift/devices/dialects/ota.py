@@ -104,7 +104,7 @@ def parse_block_request(payload: bytes) -> BlockRequested:
     `{"id", "version": "1.0", "params": {"fileToken", "fileInfo": {"streamId", "fileId"},
     "fileBlock": {"size", "offset"}}}`; whether the block exists is the server's to judge.
     """
-    message = load_object(payload)
+    message = load_object(payload, trailing_commas=True)
     params = _params(message)
     file_info = _object(params, "fileInfo")
     file_block = _object(params, "fileBlock")
