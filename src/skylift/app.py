@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skylift import __version__
 from skylift.broker.embedded import EmbeddedBroker
+from skylift.campaigns import service as campaigns
+from skylift.campaigns.endpoints import package_results_router
 from skylift.campaigns.endpoints import router as campaigns_router
 from skylift.campaigns.engine import RolloutEngine
 from skylift.config import Settings, load_or_create_secret
@@ -101,6 +103,7 @@ def build_context(settings: Settings) -> tuple[AppContext, bool]:
         storage=LocalStorage(settings.files_dir),
         signer=UrlSigner(secret),
         admin_token=admin_token,
+        verification_of=campaigns.verification_out,
     )
     return context, created
 
@@ -174,7 +177,15 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     )
 
     api = APIRouter(prefix="/api/v1", responses=error_responses(401, 404, 409, 422))
-    for router in (registry_router, packages_router, campaigns_router, settings_router, audit_router):
+    routers = (
+        registry_router,
+        packages_router,
+        package_results_router,
+        campaigns_router,
+        settings_router,
+        audit_router,
+    )
+    for router in routers:
         api.include_router(router)
     app.include_router(api)
     app.include_router(downloads_router, responses=error_responses(403, 404, 422))

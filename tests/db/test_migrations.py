@@ -10,8 +10,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from skylift.db.migrate import upgrade_to_head
-from skylift.db.models import Base
 from skylift.db.session import Database
+from skylift.models import Base
 
 
 def _differences(connection: Connection) -> list[object]:

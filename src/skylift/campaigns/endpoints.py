@@ -9,6 +9,7 @@ from skylift.campaigns.schemas import CampaignCreate, CampaignDeviceOut, Campaig
 from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
 from skylift.kit.ids import Id
 from skylift.kit.schemas import ItemsOut
+from skylift.packages import service as packages
 from skylift.system import audit
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
@@ -123,3 +124,13 @@ async def cancel_device(
     campaign = await service.cancel(session, campaign_id, [device_id], now)
     audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=[device_id])
     return await service.campaign_out(session, campaign)
+
+
+package_results_router = APIRouter(prefix="/packages", tags=["packages"])
+
+
+@package_results_router.get("/{package_id}/results", response_model=Results)
+async def package_results(package_id: Id, session: SessionDep, _: AdminDep) -> Results:
+    """The results of every campaign of this package together."""
+    package = await packages.get_package(session, package_id, field="id")
+    return await results.results_of(session, await service.list_campaigns(session, None, package.id), package.module)

@@ -7,6 +7,7 @@ replicas, sends no notice twice because each notice follows a committed pending 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +40,7 @@ from skylift.kit.errors import Conflict, Invalid, NotFound
 from skylift.kit.versions import same_version
 from skylift.packages import service as packages
 from skylift.packages.models import Package
+from skylift.packages.schemas import VerificationOut
 from skylift.registry.models import Device, DeviceVersion
 
 IN_PROGRESS_STATES = [s.value for s in IN_PROGRESS]
@@ -222,6 +224,11 @@ async def verification_of(session: AsyncSession, package: Package) -> Verificati
             latest = Verification(state, campaign.id, succeeded, targeted)
     assert latest is not None
     return latest
+
+
+async def verification_out(session: AsyncSession, package: Package) -> VerificationOut:
+    """The package's verification state, as the packages API shows it."""
+    return VerificationOut(**dataclasses.asdict(await verification_of(session, package)))
 
 
 async def create_campaign(

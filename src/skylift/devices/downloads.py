@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
@@ -15,14 +14,11 @@ from skylift.kit.canonical_headers import canonical_send
 from skylift.kit.errors import Forbidden, NotFound
 from skylift.kit.ids import Id
 from skylift.packages.models import PackageFile
+from skylift.packages.urls import DOWNLOAD_ROUTE, download_path
 
 router = APIRouter(tags=["downloads"])
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def download_path(file: PackageFile) -> str:
-    return f"/dl/{file.id}/{quote(file.name)}"
 
 
 def reaches_end(range_header: str | None, size: int) -> bool:
@@ -49,7 +45,7 @@ class DownloadResponse(FileResponse):
         await super().__call__(scope, receive, canonical_send(send))
 
 
-@router.api_route("/dl/{file_id}/{filename}", methods=["GET", "HEAD"], summary="Download a package file (signed URL)")
+@router.api_route(DOWNLOAD_ROUTE, methods=["GET", "HEAD"], summary="Download a package file (signed URL)")
 async def download(
     file_id: Id,
     filename: str,

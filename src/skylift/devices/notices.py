@@ -12,12 +12,12 @@ from skylift.config import Settings
 from skylift.db.session import after_commit
 from skylift.devices.dialects import eztcloud, product_key, token
 from skylift.devices.dialects.base import Notice, NoticeFile
-from skylift.devices.downloads import download_path
 from skylift.devices.identity import LoginStyle
 from skylift.devices.topics import upgrade_topic
 from skylift.kit import metrics
 from skylift.kit.signing import UrlSigner
 from skylift.packages.models import Package
+from skylift.packages.urls import download_path
 from skylift.registry.models import Device, Product
 
 Publish = Callable[[str, bytes], Awaitable[None]]

@@ -1,25 +1,22 @@
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skylift.campaigns import results
-from skylift.campaigns import service as campaigns
-from skylift.campaigns.schemas import Results
+from skylift.context import AppContext
 from skylift.deps import AdminDep, ContextDep, SessionDep
-from skylift.devices.downloads import download_path
 from skylift.kit.errors import NotFound, error_responses
 from skylift.kit.guards import lift_body_limit
 from skylift.kit.ids import ID_LIMIT, Id
 from skylift.kit.schemas import ItemsOut
 from skylift.packages import service
 from skylift.packages.models import Package
-from skylift.packages.schemas import DownloadUrlOut, DownloadUrlRequest, PackageOut, PackagePatch, VerificationOut
+from skylift.packages.schemas import DownloadUrlOut, DownloadUrlRequest, PackageOut, PackagePatch
 from skylift.packages.upload import UploadLimits, receive_form
+from skylift.packages.urls import download_path
 from skylift.system import audit
 from skylift.system.service import get_parameters
 
@@ -86,40 +83,36 @@ async def create_package(request: Request, context: ContextDep, session: Session
         version=package.version,
         files=[f.name for f in package.files],
     )
-    return await _out(session, package)
+    return await _out(context, session, package)
 
 
-async def _out(session: AsyncSession, package: Package) -> PackageOut:
+async def _out(context: AppContext, session: AsyncSession, package: Package) -> PackageOut:
     out = service.package_out(package)
-    if package.verify_required:
-        verification = await campaigns.verification_of(session, package)
-        out.verification = VerificationOut(**dataclasses.asdict(verification))
+    if package.verify_required and context.verification_of is not None:
+        out.verification = await context.verification_of(session, package)
     return out
 
 
 @router.get("", response_model=ItemsOut[PackageOut])
-async def list_packages(session: SessionDep, _: AdminDep, product_id: Id | None = None) -> ItemsOut[PackageOut]:
+async def list_packages(
+    context: ContextDep, session: SessionDep, _: AdminDep, product_id: Id | None = None
+) -> ItemsOut[PackageOut]:
     packages = await service.list_packages(session, product_id)
-    return ItemsOut(items=[await _out(session, p) for p in packages])
+    return ItemsOut(items=[await _out(context, session, p) for p in packages])
 
 
 @router.get("/{package_id}", response_model=PackageOut)
-async def read_package(package_id: Id, session: SessionDep, _: AdminDep) -> PackageOut:
-    return await _out(session, await service.get_package(session, package_id, field="id"))
-
-
-@router.get("/{package_id}/results", response_model=Results)
-async def package_results(package_id: Id, session: SessionDep, _: AdminDep) -> Results:
-    """The results of every campaign of this package together."""
-    package = await service.get_package(session, package_id, field="id")
-    return await results.results_of(session, await campaigns.list_campaigns(session, None, package.id), package.module)
+async def read_package(package_id: Id, context: ContextDep, session: SessionDep, _: AdminDep) -> PackageOut:
+    return await _out(context, session, await service.get_package(session, package_id, field="id"))
 
 
 @router.patch("/{package_id}", response_model=PackageOut)
-async def patch_package(package_id: Id, body: PackagePatch, session: SessionDep, actor: AdminDep) -> PackageOut:
+async def patch_package(
+    package_id: Id, body: PackagePatch, context: ContextDep, session: SessionDep, actor: AdminDep
+) -> PackageOut:
     package = await service.update_package(session, package_id, body)
     audit.record(session, actor, "package.update", "package", package_id, **body.model_dump(exclude_none=True))
-    return await _out(session, package)
+    return await _out(context, session, package)
 
 
 @router.post("/{package_id}/files/{file_id}/url", response_model=DownloadUrlOut)

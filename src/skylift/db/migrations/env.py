@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from skylift.db.base import UtcDateTime
-from skylift.db.models import Base
+from skylift.models import Base
 
 target_metadata = Base.metadata
 

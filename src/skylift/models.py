@@ -1,4 +1,4 @@
-"""Every capability's models, imported in one place so metadata is complete for migrations."""
+"""Every capability's models in one place, so that Alembic's metadata is complete (app assembly, not db/)."""
 
 from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.db.base import Base
