@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skylift import __version__
 from skylift.broker.embedded import EmbeddedBroker
-from skylift.campaigns import service as campaigns
+from skylift.campaigns import outbox
+from skylift.campaigns import results as campaign_results
 from skylift.campaigns.endpoints import package_results_router
 from skylift.campaigns.endpoints import router as campaigns_router
 from skylift.campaigns.engine import RolloutEngine
@@ -30,6 +31,7 @@ from skylift.devices.downloads import router as downloads_router
 from skylift.devices.http_api import router as device_api_router
 from skylift.devices.hub import DeviceHub
 from skylift.devices.notices import Notifier
+from skylift.devices.relay import NoticeRelay
 from skylift.kit.errors import SkyliftError, error_responses
 from skylift.kit.guards import RequestGuard
 from skylift.kit.signing import UrlSigner
@@ -103,7 +105,7 @@ def build_context(settings: Settings) -> tuple[AppContext, bool]:
         storage=LocalStorage(settings.files_dir),
         signer=UrlSigner(secret),
         admin_token=admin_token,
-        verification_of=campaigns.verification_out,
+        verification_of=campaign_results.verification_out,
     )
     return context, created
 
@@ -127,15 +129,19 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         )
         broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, hub)
         hub.attach_publisher(broker.publish, broker.disconnect)
-        engine = RolloutEngine(
-            context.database, hub.notifier, hub.is_ready, settings.engine_interval_seconds, context.clock
+        engine = RolloutEngine(context.database, settings.engine_interval_seconds, context.clock)
+        relay = NoticeRelay(
+            context.database, hub.notifier, hub.publish, context.clock, settings.engine_interval_seconds
         )
         hub.wake_engine = engine.wake
-        hub.on_device_ready.append(engine.device_ready)
+        # A device that begins to listen may get a notice waiting for it (relay), or join one (engine).
+        hub.on_listening += [relay.wake, engine.wake]
+        context.database.on_signal(outbox.NOTICES_DUE, relay.wake)
         await broker.start()
         context.hub = hub
         context.engine = engine
         engine.start()
+        relay.start()
         if settings.public_url is None:
             log.warning(
                 "SKYLIFT_PUBLIC_URL is not set: download URLs sent to devices start with %s, "
@@ -155,6 +161,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         finally:
             app.state.ready = False
             await engine.stop()
+            await relay.stop()
             await broker.stop()
             await hub.drain()
             await context.database.dispose()

@@ -1,4 +1,4 @@
-"""The engine step (`campaigns.service.advance`) on a real SQLite database, one tick at a time.
+"""The engine step (`campaigns.rollout.advance`) on a real SQLite database, one tick at a time.
 
 The end-to-end tests drive the engine through a running server; here the clock is in the test's
 hand, so schedules, missed runs, end times and error thresholds are checked without waiting.
@@ -9,29 +9,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from skylift.campaigns import service
+from skylift.campaigns import actions, attempts, rollout
 from skylift.campaigns.engine import RolloutEngine
-from skylift.campaigns.models import Campaign, CampaignDevice
+from skylift.campaigns.models import Campaign, CampaignDevice, NoticeOutbox
+from skylift.campaigns.queries import get_campaign
 from skylift.campaigns.schemas import CampaignCreate
 from skylift.campaigns.state import Progressed
-from skylift.config import Settings
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database
 from skylift.devices.identity import LoginStyle
-from skylift.devices.notices import Notifier
 from skylift.kit.clock import ManualClock
-from skylift.kit.signing import UrlSigner
 from skylift.packages.models import Package, PackageFile
 from skylift.registry import service as registry
+from skylift.registry.models import Device
 from skylift.registry.schemas import DeviceCreate, ProductCreate
 
 T = TypeVar("T")
@@ -41,9 +40,6 @@ NOW = datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC)
 @dataclass
 class World:
     database: Database
-    notifier: Notifier
-    sent: list[tuple[str, bytes]] = field(default_factory=list)
-    ready: set[int] = field(default_factory=set)
     product_id: int = 0
     package_id: int = 0
     serial: int = 0
@@ -71,17 +67,33 @@ class World:
         data = CampaignCreate.model_validate({"name": "c", "package_id": self.package_id, **fields})
 
         async def create(session: Any) -> int:
-            return (await service.create_campaign(session, self.notifier, data, self.ready.__contains__, NOW)).id
+            return (await actions.create_campaign(session, data, NOW, https_available=False)).id
 
         return await self.run(create)
 
     async def tick(self, campaign_id: int, now: datetime) -> Campaign:
         async def step(session: Any) -> Campaign:
-            campaign = await service.get_campaign(session, campaign_id)
-            await service.advance(session, self.notifier, campaign, now, self.ready.__contains__)
+            campaign = await get_campaign(session, campaign_id)
+            await rollout.advance(session, campaign, now)
             return campaign
 
         return await self.run(step)
+
+    async def notices(self) -> int:
+        """Notices written to the outbox (the relay's to send)."""
+
+        async def count(session: Any) -> int:
+            return int(await session.scalar(select(func.count()).select_from(NoticeOutbox)) or 0)
+
+        return await self.run(count)
+
+    async def listen(self, device_id: int) -> None:
+        """The device subscribed where its notices go (as the devices' hub records it)."""
+
+        async def mark(session: Any) -> None:
+            (await session.get(Device, device_id)).listening = True
+
+        await self.run(mark)
 
     async def attempts(self, campaign_id: int) -> dict[int, CampaignDevice]:
         async def load(session: Any) -> dict[int, CampaignDevice]:
@@ -97,7 +109,7 @@ class World:
                     CampaignDevice.campaign_id == campaign_id, CampaignDevice.device_id == device_id
                 )
             )
-            service.apply_event(attempt, Progressed(step), NOW)
+            attempts.apply_event(attempt, Progressed(step), NOW)
 
         await self.run(apply)
 
@@ -114,13 +126,7 @@ def world(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[World]:
     async def build() -> World:
         database = Database(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}")
         await upgrade_to_head(database)
-        settings = Settings(data_dir=tmp_path)
-        world = World(database=database, notifier=Notifier(settings, UrlSigner("test-secret")))
-
-        async def collect(topic: str, payload: bytes) -> None:
-            world.sent.append((topic, payload))
-
-        world.notifier.publish = collect
+        world = World(database=database)
 
         async def seed(session: Any) -> None:
             product = await registry.create_product(session, ProductCreate(name="engine"))
@@ -167,7 +173,7 @@ class TestCronRuns:
         assert campaign.state == "running"
         assert campaign.next_run_at == datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
         assert len(run(world.attempts(cid))) == 2
-        assert len(world.sent) == 2
+        assert run(world.notices()) == 2
 
         # Devices that appear later are taken at the next run only.
         run(world.add_devices(1))
@@ -175,7 +181,7 @@ class TestCronRuns:
         assert len(run(world.attempts(cid))) == 2
         run(world.tick(cid, datetime(2026, 11, 23, 13, 0, 5, tzinfo=UTC)))
         assert len(run(world.attempts(cid))) == 3
-        assert len(world.sent) == 3
+        assert run(world.notices()) == 3
 
 
 class TestIdempotence:
@@ -184,7 +190,7 @@ class TestIdempotence:
         cid = run(world.create())
         for _ in range(3):
             run(world.tick(cid, NOW))
-        assert len(world.sent) == 3
+        assert run(world.notices()) == 3
         assert {a.attempts for a in run(world.attempts(cid)).values()} == {1}
 
 
@@ -195,11 +201,11 @@ class TestEndAndWindow:
         opens = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
         window = {"start": f"{opens:%H:%M}", "end": f"{opens + timedelta(hours=1):%H:%M}", "tz": "UTC"}
         cid = run(world.create(schedule={"window": window}))
-        assert world.sent == []
+        assert run(world.notices()) == 0
         run(world.tick(cid, opens - timedelta(minutes=1)))
-        assert world.sent == []
+        assert run(world.notices()) == 0
         run(world.tick(cid, opens + timedelta(minutes=30)))
-        assert len(world.sent) == 2
+        assert run(world.notices()) == 2
 
     def test_end_time_cancels_the_waiting_and_finishes(self, world: World, run: Callable[..., Any]) -> None:
         run(world.add_devices(4))
@@ -253,7 +259,7 @@ class TestErrorThreshold:
         assert run(world.tick(cid, NOW)).state == "paused"
 
         async def resume(session: Any) -> Campaign:
-            return await service.resume(session, world.notifier, cid, world.ready.__contains__, NOW)
+            return await actions.resume(session, cid, NOW)
 
         assert run(world.run(resume)).state == "running"
         run(world.report(cid, second, 100))
@@ -267,10 +273,10 @@ class TestDeliverOnConnect:
         (device_id,) = run(world.add_devices(1))
         cid = run(world.create(offline="deliver_on_connect"))
         assert run(world.attempts(cid))[device_id].state == "pending"
-        world.ready.add(device_id)
+        run(world.listen(device_id))
         run(world.tick(cid, NOW))
         assert run(world.attempts(cid))[device_id].state == "notified"
-        assert len(world.sent) == 1
+        assert run(world.notices()) == 1
 
 
 class TestTimeout:
@@ -307,7 +313,7 @@ class TestFailureIsolation:
 
         run(world.run(poison))
         later = ManualClock(NOW + timedelta(minutes=2))
-        engine = RolloutEngine(world.database, world.notifier, world.ready.__contains__, 60, later)
+        engine = RolloutEngine(world.database, 60, later)
         run(engine.tick())
 
         async def states(session: Any) -> dict[int, tuple[str, str | None]]:

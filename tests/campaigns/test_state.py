@@ -20,7 +20,6 @@ from skylift.campaigns.state import (
     Downloaded,
     Event,
     FailureReason,
-    NoticeSent,
     Notified,
     Progressed,
     RetryRequested,
@@ -286,13 +285,6 @@ class TestVersionReport:
         assert restarted.redeliver is True
         assert transition(restarted, Progressed(5)).redeliver is False
 
-    def test_a_notice_sent_again_clears_the_redelivery(self) -> None:
-        restarted = run(Attempt(), [Notified(), VersionReported("1.0.0", "1.1.0")])
-        sent = transition(restarted, NoticeSent())
-        assert sent.redeliver is False
-        assert sent.state is S.NOTIFIED
-        assert transition(sent, NoticeSent()) is sent
-
     @pytest.mark.parametrize("state", sorted(IN_PROGRESS))
     def test_later_matching_report_still_succeeds(self, state: DeviceState) -> None:
         after = transition(attempt_in(state, awaiting_version_report=False), VersionReported("v1.1", "1.1.0"))
@@ -416,7 +408,6 @@ events = st.one_of(
     st.builds(VersionReported, version=st.sampled_from(VERSIONS), target_version=st.sampled_from(VERSIONS)),
     st.just(Canceled()),
     st.just(RetryRequested()),
-    st.just(NoticeSent()),
 )
 
 attempts = st.builds(
@@ -427,7 +418,6 @@ attempts = st.builds(
     failure_reason=st.one_of(st.none(), st.sampled_from(list(FailureReason))),
     attempts=st.integers(min_value=0, max_value=1000),
     awaiting_version_report=st.booleans(),
-    redeliver=st.booleans(),
 )
 
 
@@ -448,8 +438,6 @@ def applies(attempt: Attempt, event: Event) -> bool:
             return state not in FINAL
         case RetryRequested():
             return state in RETRYABLE
-        case NoticeSent():
-            return attempt.redeliver
     raise AssertionError(event)
 
 

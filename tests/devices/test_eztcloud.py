@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from skylift.campaigns.latest import Candidate, upgrades_above
 from skylift.devices.dialects import eztcloud
 from skylift.devices.dialects.base import MalformedMessage, Notice, NoticeFile, ProgressReported, UpgradeRequested
 from skylift.devices.dialects.eztcloud import Noted, PropertiesReported, SubDeviceMessage
 from skylift.devices.identity import DeviceIdentity, LoginStyle
-from skylift.devices.latest import Candidate, upgrades_above
 from skylift.devices.notices import addressed
 from skylift.devices.topics import Route, may_publish, may_read, may_subscribe, route
 from skylift.registry.models import Device, Product

@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from skylift.campaigns import results, service
+from skylift.campaigns import actions, results
+from skylift.campaigns.queries import get_campaign
 from skylift.campaigns.schemas import CampaignCreate, CampaignDeviceOut, CampaignOut, DeviceSelection, Results
 from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
 from skylift.kit.ids import Id
@@ -20,69 +21,62 @@ OptionalSelection = Annotated[DeviceSelection | None, Body()]
 async def create_campaign(
     body: CampaignCreate, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
-    hub = context.device_hub
-    campaign = await service.create_campaign(session, hub.notifier, body, hub.is_ready, now)
+    https = context.settings.resolved_public_https_url is not None
+    campaign = await actions.create_campaign(session, body, now, https_available=https)
     audit.record(session, actor, "campaign.create", "campaign", campaign.id, **body.model_dump(mode="json"))
-    return await service.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign)
 
 
 @router.get("", response_model=ItemsOut[CampaignOut])
 async def list_campaigns(
     session: SessionDep, _: AdminDep, product_id: Id | None = None, package_id: Id | None = None
 ) -> ItemsOut[CampaignOut]:
-    campaigns = await service.list_campaigns(session, product_id, package_id)
-    return ItemsOut(items=[await service.campaign_out(session, c) for c in campaigns])
+    campaigns = await results.list_campaigns(session, product_id, package_id)
+    return ItemsOut(items=[await results.campaign_out(session, c) for c in campaigns])
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
 async def read_campaign(campaign_id: Id, session: SessionDep, _: AdminDep) -> CampaignOut:
-    return await service.campaign_out(session, await service.get_campaign(session, campaign_id))
+    return await results.campaign_out(session, await get_campaign(session, campaign_id))
 
 
 @router.get("/{campaign_id}/devices", response_model=ItemsOut[CampaignDeviceOut])
 async def campaign_devices(campaign_id: Id, session: SessionDep, _: AdminDep) -> ItemsOut[CampaignDeviceOut]:
-    return ItemsOut(items=await service.device_rows(session, campaign_id))
+    return ItemsOut(items=await results.device_rows(session, campaign_id))
 
 
 @router.get("/{campaign_id}/results", response_model=Results)
 async def campaign_results(campaign_id: Id, session: SessionDep, _: AdminDep) -> Results:
     """Counts, success rate, failure reasons, finished devices per minute, versions before and after."""
-    campaign = await service.get_campaign(session, campaign_id)
+    campaign = await get_campaign(session, campaign_id)
     return await results.results_of(session, [campaign], campaign.package.module)
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)
 async def pause(campaign_id: Id, session: SessionDep, actor: AdminDep) -> CampaignOut:
-    campaign = await service.pause(session, campaign_id)
+    campaign = await actions.pause(session, campaign_id)
     audit.record(session, actor, "campaign.pause", "campaign", campaign_id)
-    return await service.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
-async def resume(
-    campaign_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
-) -> CampaignOut:
-    hub = context.device_hub
-    campaign = await service.resume(session, hub.notifier, campaign_id, hub.is_ready, now)
+async def resume(campaign_id: Id, session: SessionDep, actor: AdminDep, now: NowDep) -> CampaignOut:
+    campaign = await actions.resume(session, campaign_id, now)
     audit.record(session, actor, "campaign.resume", "campaign", campaign_id)
-    return await service.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/approve", response_model=CampaignOut)
-async def approve(
-    campaign_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
-) -> CampaignOut:
+async def approve(campaign_id: Id, session: SessionDep, actor: AdminDep, now: NowDep) -> CampaignOut:
     """Start the next staged group."""
-    hub = context.device_hub
-    campaign = await service.approve(session, hub.notifier, campaign_id, hub.is_ready, now)
+    campaign = await actions.approve(session, campaign_id, now)
     audit.record(session, actor, "campaign.approve", "campaign", campaign_id, group=campaign.current_group)
-    return await service.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/retry", response_model=CampaignOut)
 async def retry(
     campaign_id: Id,
-    context: ContextDep,
     session: SessionDep,
     actor: AdminDep,
     now: NowDep,
@@ -90,10 +84,9 @@ async def retry(
 ) -> CampaignOut:
     """Re-send the notice to every failed device, or to the listed failed or canceled ones."""
     device_ids = body.device_ids if body else None
-    hub = context.device_hub
-    campaign = await service.retry(session, hub.notifier, campaign_id, device_ids, hub.is_ready, now)
+    campaign = await actions.retry(session, campaign_id, device_ids, now)
     audit.record(session, actor, "campaign.retry", "campaign", campaign_id, device_ids=device_ids)
-    return await service.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
@@ -102,28 +95,27 @@ async def cancel(
 ) -> CampaignOut:
     """Cancel the whole campaign, or only the listed devices' attempts."""
     device_ids = body.device_ids if body else None
-    campaign = await service.cancel(session, campaign_id, device_ids, now)
+    campaign = await actions.cancel(session, campaign_id, device_ids, now)
     audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=device_ids)
-    return await service.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/devices/{device_id}/retry", response_model=CampaignOut)
 async def retry_device(
-    campaign_id: Id, device_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
+    campaign_id: Id, device_id: Id, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
-    hub = context.device_hub
-    campaign = await service.retry(session, hub.notifier, campaign_id, [device_id], hub.is_ready, now)
+    campaign = await actions.retry(session, campaign_id, [device_id], now)
     audit.record(session, actor, "campaign.retry", "campaign", campaign_id, device_ids=[device_id])
-    return await service.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign)
 
 
 @router.post("/{campaign_id}/devices/{device_id}/cancel", response_model=CampaignOut)
 async def cancel_device(
     campaign_id: Id, device_id: Id, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> CampaignOut:
-    campaign = await service.cancel(session, campaign_id, [device_id], now)
+    campaign = await actions.cancel(session, campaign_id, [device_id], now)
     audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=[device_id])
-    return await service.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign)
 
 
 package_results_router = APIRouter(prefix="/packages", tags=["packages"])
@@ -133,4 +125,4 @@ package_results_router = APIRouter(prefix="/packages", tags=["packages"])
 async def package_results(package_id: Id, session: SessionDep, _: AdminDep) -> Results:
     """The results of every campaign of this package together."""
     package = await packages.get_package(session, package_id, field="id")
-    return await results.results_of(session, await service.list_campaigns(session, None, package.id), package.module)
+    return await results.results_of(session, await results.list_campaigns(session, None, package.id), package.module)

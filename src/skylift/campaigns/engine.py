@@ -14,12 +14,10 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
-from skylift.campaigns import service
+from skylift.campaigns import rollout
 from skylift.campaigns.models import Campaign
+from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES
 from skylift.db.session import Database
-from skylift.devices.identity import DeviceIdentity
-from skylift.devices.notices import Notifier
-from skylift.devices.topics import upgrade_topic
 from skylift.kit.clock import Clock, SystemClock
 from skylift.packages.models import Package
 
@@ -33,15 +31,11 @@ class RolloutEngine:
     def __init__(
         self,
         database: Database,
-        notifier: Notifier,
-        is_ready: service.ReadyCheck,
         interval_seconds: float,
         clock: Clock | None = None,
     ) -> None:
         self.database = database
         self.clock = clock or SystemClock()
-        self.notifier = notifier
-        self.is_ready = is_ready
         self.interval = interval_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -74,9 +68,7 @@ class RolloutEngine:
     async def tick(self) -> None:
         async with self.database.transaction() as session:
             ids = list(
-                (
-                    await session.scalars(select(Campaign.id).where(Campaign.state.in_(service.ACTIVE_CAMPAIGN_STATES)))
-                ).all()
+                (await session.scalars(select(Campaign.id).where(Campaign.state.in_(ACTIVE_CAMPAIGN_STATES)))).all()
             )
         for campaign_id in ids:
             try:
@@ -109,9 +101,4 @@ class RolloutEngine:
                 query = query.with_for_update(skip_locked=True, of=Campaign)
             campaign = await session.scalar(query)
             if campaign is not None:
-                await service.advance(session, self.notifier, campaign, self.clock.now(), self.is_ready)
-
-    async def device_ready(self, identity: DeviceIdentity, topic_filter: str) -> None:
-        """A device subscribed to its upgrade topic: notices waiting for it can go out now."""
-        if topic_filter in (upgrade_topic(identity.access_token), upgrade_topic(identity.key_path)):
-            self.wake()
+                await rollout.advance(session, campaign, self.clock.now())

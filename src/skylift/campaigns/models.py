@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from skylift.db.base import Base, TimestampMixin, UtcDateTime
@@ -79,10 +79,26 @@ class CampaignDevice(TimestampMixin, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # True while the device has the whole file and its next version report decides the attempt.
     awaiting_version_report: Mapped[bool] = mapped_column(Boolean, default=False)
-    # The device restarted after its notice: the notice goes out again once the device can hear it.
-    redeliver: Mapped[bool] = mapped_column(Boolean, default=False)
     notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     campaign: Mapped[Campaign] = relationship()
     device: Mapped[Device] = relationship()
+
+
+class NoticeOutbox(Base):
+    """A notice that is due: written in the transaction that decided it, sent by the devices' relay.
+
+    The relay sends a row once its device can hear it (connected and listening), then marks it sent;
+    after a crash, rows not yet marked go out again with the same message id."""
+
+    __tablename__ = "notice_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("campaign_devices.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None, index=True)
+
+    attempt: Mapped[CampaignDevice] = relationship()

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
-from skylift.campaigns import service
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.schemas import Results, TimelinePoint
+from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES, attempts_where, get_campaign, pairs
+from skylift.campaigns.schemas import CampaignDeviceOut, CampaignOut, Results, TimelinePoint
 from skylift.campaigns.state import DeviceState
+from skylift.packages.models import Package
+from skylift.packages.schemas import VerificationOut
 from skylift.registry.models import DeviceVersion
 
 
@@ -24,8 +29,8 @@ async def results_of(session: AsyncSession, campaigns: Sequence[Campaign], modul
     ids = [c.id for c in campaigns]
     counts: Counter[str] = Counter()
     for campaign in campaigns:
-        counts.update(await service.state_counts(session, campaign.id))
-    targeted, rate = service.success_rate(dict(counts))
+        counts.update(await state_counts(session, campaign.id))
+    targeted, rate = success_rate(dict(counts))
     finished = await session.execute(
         select(CampaignDevice.finished_at, CampaignDevice.state).where(
             CampaignDevice.campaign_id.in_(ids),
@@ -54,8 +59,153 @@ async def results_of(session: AsyncSession, campaigns: Sequence[Campaign], modul
         counts=dict(counts),
         targeted=targeted,
         success_rate=rate,
-        failure_reasons=await service.failure_reasons(session, ids),
+        failure_reasons=await failure_reasons(session, ids),
         timeline=timeline,
         versions_before=dict(before),
         versions_after={version: n for version, n in after.tuples()},
     )
+
+
+@dataclass(frozen=True)
+class Verification:
+    state: str  # unverified | verifying | verified | failed
+    campaign_id: int | None
+    succeeded: int
+    targeted: int
+
+
+async def verification_of(session: AsyncSession, package: Package) -> Verification:
+    """A package is verified once a verify campaign on it has succeeded on every one of its devices."""
+    verify_campaigns = list(
+        (
+            await session.scalars(
+                select(Campaign)
+                .where(Campaign.package_id == package.id, Campaign.type == "verify")
+                .order_by(Campaign.id.desc())
+            )
+        ).all()
+    )
+    if not verify_campaigns:
+        return Verification("unverified", None, 0, 0)
+    latest: Verification | None = None
+    for campaign in verify_campaigns:
+        counts = await state_counts(session, campaign.id)
+        targeted = sum(n for state, n in counts.items() if state != DeviceState.SKIPPED)
+        succeeded = counts.get(DeviceState.SUCCEEDED, 0)
+        if targeted and succeeded == targeted:
+            return Verification("verified", campaign.id, succeeded, targeted)
+        if latest is None:
+            state = "verifying" if campaign.state in ACTIVE_CAMPAIGN_STATES else "failed"
+            latest = Verification(state, campaign.id, succeeded, targeted)
+    assert latest is not None
+    return latest
+
+
+async def verification_out(session: AsyncSession, package: Package) -> VerificationOut:
+    """The package's verification state, as the packages API shows it."""
+    return VerificationOut(**dataclasses.asdict(await verification_of(session, package)))
+
+
+async def state_counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:
+    return await pairs(
+        session,
+        select(CampaignDevice.state, func.count())
+        .where(CampaignDevice.campaign_id == campaign_id)
+        .group_by(CampaignDevice.state),
+    )
+
+
+async def failure_reasons(session: AsyncSession, campaign_ids: Sequence[int]) -> dict[str, int]:
+    reasons: dict[str | None, int] = await pairs(
+        session,
+        select(CampaignDevice.failure_reason, func.count())
+        .where(CampaignDevice.campaign_id.in_(campaign_ids), CampaignDevice.state == DeviceState.FAILED)
+        .group_by(CampaignDevice.failure_reason),
+    )
+    return {reason or "unknown": n for reason, n in reasons.items()}
+
+
+def success_rate(counts: dict[str, int]) -> tuple[int, float]:
+    targeted = sum(n for state, n in counts.items() if state != DeviceState.SKIPPED)
+    rate = round(counts.get(DeviceState.SUCCEEDED, 0) / targeted, 4) if targeted else 0.0
+    return targeted, rate
+
+
+async def campaign_out(session: AsyncSession, campaign: Campaign) -> CampaignOut:
+    counts = await state_counts(session, campaign.id)
+    targeted, rate = success_rate(counts)
+    schedule: dict[str, object] = {
+        "start_at": campaign.start_at,
+        "cron": campaign.cron,
+        "end_at": campaign.end_at,
+        "window": campaign.window,
+    }
+    return CampaignOut(
+        id=campaign.id,
+        name=campaign.name,
+        type=campaign.type,
+        product_id=campaign.product_id,
+        package_id=campaign.package_id,
+        version=campaign.package.version,
+        module=campaign.package.module,
+        protocol=campaign.protocol,
+        mode=campaign.mode,
+        push=campaign.push,
+        offline=campaign.offline,
+        target=dict(campaign.target or {}),
+        source_versions=list(campaign.source_versions or []),
+        schedule={k: v for k, v in schedule.items() if v is not None},
+        groups=list(campaign.groups or []),
+        current_group=campaign.current_group,
+        success_threshold=campaign.success_threshold,
+        approval_required=campaign.approval_required,
+        error_threshold=campaign.error_threshold,
+        min_finished=campaign.min_finished,
+        on_error=campaign.on_error,
+        max_per_minute=campaign.max_per_minute,
+        timeout_minutes=campaign.timeout_minutes,
+        retry_count=campaign.retry_count,
+        retry_interval_minutes=campaign.retry_interval_minutes,
+        ext_data=dict(campaign.ext_data or {}),
+        state=campaign.state,
+        paused_reason=campaign.paused_reason,
+        targeted=targeted,
+        counts=counts,
+        success_rate=rate,
+        failure_reasons=await failure_reasons(session, [campaign.id]),
+        created_at=campaign.created_at,
+        started_at=campaign.started_at,
+        next_run_at=campaign.next_run_at,
+        finished_at=campaign.finished_at,
+    )
+
+
+async def list_campaigns(session: AsyncSession, product_id: int | None, package_id: int | None) -> list[Campaign]:
+    query = select(Campaign).options(selectinload(Campaign.package)).order_by(Campaign.id)
+    if product_id is not None:
+        query = query.where(Campaign.product_id == product_id)
+    if package_id is not None:
+        query = query.where(Campaign.package_id == package_id)
+    return list((await session.scalars(query)).all())
+
+
+async def device_rows(session: AsyncSession, campaign_id: int) -> list[CampaignDeviceOut]:
+    campaign = await get_campaign(session, campaign_id)
+    return [
+        CampaignDeviceOut(
+            device_id=a.device_id,
+            device_name=a.device.name,
+            module=a.module,
+            target_version=a.target_version,
+            state=a.state,
+            group=a.group_index,
+            progress=a.progress,
+            step_desc=a.step_desc,
+            failure_reason=a.failure_reason,
+            attempts=a.attempts,
+            notified_at=a.notified_at,
+            finished_at=a.finished_at,
+            updated_at=a.updated_at,
+        )
+        for a in await attempts_where(session, campaign)
+    ]

@@ -64,7 +64,8 @@ class Attempt:
     failure_reason: str | None = None
     attempts: int = 0
     awaiting_version_report: bool = False  # the device has the file: its next version report decides
-    redeliver: bool = False  # the device restarted since its notice: send the notice again when it can hear it
+    # Set by a transition only: the device restarted since its notice, which is due again.
+    redeliver: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,22 +115,7 @@ class RetryRequested:
     pass
 
 
-@dataclass(frozen=True)
-class NoticeSent:
-    """The notice of an attempt already under way went out again (after a restart, or on request)."""
-
-
-Event = (
-    Notified
-    | Unreachable
-    | Progressed
-    | Downloaded
-    | VersionReported
-    | TimedOut
-    | Canceled
-    | RetryRequested
-    | NoticeSent
-)
+Event = Notified | Unreachable | Progressed | Downloaded | VersionReported | TimedOut | Canceled | RetryRequested
 
 
 def is_valid_step(step: int) -> bool:
@@ -200,8 +186,6 @@ def transition(attempt: Attempt, event: Event) -> Attempt:
             if state not in RETRYABLE:
                 return attempt
             return Attempt(state=DeviceState.PENDING, attempts=attempt.attempts)
-        case NoticeSent():
-            return replace(attempt, redeliver=False) if attempt.redeliver else attempt
     return attempt
 
 

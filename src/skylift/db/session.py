@@ -32,6 +32,17 @@ async def run_after_commit(session: AsyncSession) -> None:
 
 def discard_after_commit(session: AsyncSession) -> None:
     session.info.pop(_AFTER_COMMIT_KEY, None)
+    session.info.pop(_SIGNALS_KEY, None)
+
+
+_SIGNALS_KEY = "skylift_signals"
+
+
+def signal_after_commit(session: AsyncSession, name: str) -> None:
+    """Tell whoever listens for `name` (see Database.on_signal) once this transaction has committed.
+
+    A lower layer announces that it wrote work for someone (notices for the relay) without knowing who."""
+    session.info.setdefault(_SIGNALS_KEY, set()).add(name)
 
 
 @asynccontextmanager
@@ -73,6 +84,11 @@ class Database:
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._signal_handlers: dict[str, list[Callable[[], None]]] = {}
+
+    def on_signal(self, name: str, handler: Callable[[], None]) -> None:
+        """Call `handler` after every commit of a transaction that signalled `name`."""
+        self._signal_handlers.setdefault(name, []).append(handler)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -85,6 +101,9 @@ class Database:
                 discard_after_commit(session)
                 await session.rollback()
                 raise
+        for name in session.info.pop(_SIGNALS_KEY, ()):
+            for handler in self._signal_handlers.get(name, ()):
+                handler()
         await run_after_commit(session)
 
     async def dispose(self) -> None:

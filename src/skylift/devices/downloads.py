@@ -59,7 +59,7 @@ async def download(
         file = await session.get(PackageFile, file_id)
     if file is None or file.name != filename:
         raise NotFound("no such file", field="file_id")
-    if not context.signer.verify(download_path(file), expires, signature, grant):
+    if not context.signer.verify(download_path(file), expires, signature, context.clock.now(), grant):
         raise Forbidden("the download URL is invalid or has expired", field="signature")
     background = None
     if grant and request.method == "GET" and reaches_end(request.headers.get("range"), file.size):

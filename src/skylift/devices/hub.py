@@ -10,13 +10,10 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from functools import partial
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from skylift.campaigns import service as campaigns
-from skylift.db.session import Database, savepoint
+from skylift.campaigns import attempts, rollout
+from skylift.db.session import Database
 from skylift.devices import credentials, mqtt_blocks, requests
 from skylift.devices import service as device_service
 from skylift.devices.dialects import alink, eztcloud, ota
@@ -40,9 +37,8 @@ MAX_QUEUED_PER_DEVICE = 1000
 Publisher = Callable[[str, bytes], Awaitable[None]]
 Job = Callable[[], Awaitable[None]]
 Disconnector = Callable[[int], Awaitable[None]]
-# Called with the device and the topic filter it subscribed to, or its upgrade topic when the filter
-# covers that (deliver-on-connect, dynamic campaigns); also for the broker's own subscriptions (`_ss=1`).
-ReadyListener = Callable[[DeviceIdentity, str], Awaitable[None]]
+# Called when a device began to listen for its notices (a waiting notice can go out now).
+ListeningListener = Callable[[], None]
 
 
 class DeviceHub:
@@ -60,12 +56,8 @@ class DeviceHub:
         self.notifier = notifier
         self.max_payload_bytes = max_payload_bytes
         self._inboxes: dict[int, asyncio.Queue[tuple[Job, str]]] = {}
-        self.on_device_ready: list[ReadyListener] = []
-        # Devices that subscribed to their notice topic on their current connection, gateways that
-        # subscribed to gateway_command_send, and which gateway each known sub-device hears through.
-        self._ready: set[int] = set()
-        self._ready_gateways: set[int] = set()
-        self._gateway_of: dict[int, int] = {}
+        # Whether a device listens is kept in the database (devices.listening), where every replica sees it.
+        self.on_listening: list[ListeningListener] = []
         self.wake_engine: Callable[[], None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._publisher: Publisher | None = None
@@ -74,7 +66,6 @@ class DeviceHub:
     def attach_publisher(self, publisher: Publisher, disconnector: Disconnector | None = None) -> None:
         self._publisher = publisher
         self._disconnector = disconnector
-        self.notifier.publish = self.publish
 
     async def disconnect(self, device_id: int) -> None:
         """Close a device's live connection, if it has one (after its credentials were revoked)."""
@@ -95,8 +86,6 @@ class DeviceHub:
     async def connected(self, identity: DeviceIdentity) -> int:
         # A new connection hears nothing until it subscribes again (clean sessions start empty), or the
         # broker tells what it holds already (a kept session, the broker's own `_ss=1` subscriptions).
-        self._ready.discard(identity.device_id)
-        self._ready_gateways.discard(identity.device_id)
         async with self.database.transaction() as session:
             epoch = await device_service.mark_connected(session, identity, self.clock.now())
         self._wake_engine()
@@ -104,17 +93,14 @@ class DeviceHub:
 
     async def disconnected(self, identity: DeviceIdentity, epoch: int) -> None:
         async with self.database.transaction() as session:
-            current = await device_service.mark_disconnected(session, identity.device_id, epoch, self.clock.now())
-        if current:
-            self._ready.discard(identity.device_id)
-            self._ready_gateways.discard(identity.device_id)
+            await device_service.mark_disconnected(session, identity.device_id, epoch, self.clock.now())
 
     async def download_finished(self, grant: str) -> None:
         parsed = parse_grant(grant)
         if parsed is None:
             return
         async with self.database.transaction() as session:
-            await device_service.download_finished(session, *parsed, self.clock.now())
+            await attempts.download_finished(session, *parsed, self.clock.now())
 
     def submit(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
         """Queue a device's message; synchronous so that arrival order is kept."""
@@ -156,34 +142,23 @@ class DeviceHub:
 
     async def _on_subscribed(self, identity: DeviceIdentity, topic_filter: str) -> None:
         # A wildcard filter counts as a subscription to each of the device's topics it covers.
-        upgrade = next((t for t in map(upgrade_topic, identity.topic_ids) if topic_matches(topic_filter, t)), None)
+        upgrade = any(topic_matches(topic_filter, upgrade_topic(t)) for t in identity.topic_ids)
         command = command_topic(identity.username)
         hears_command = topic_matches(topic_filter, command)
-        if upgrade is not None or hears_command:
-            if upgrade is None or not hears_command:
-                await self._listens_on(identity, None if upgrade is not None else command)
-            # (A filter covering both channels, such as `#`, leaves the recorded one as it was.)
-            self._ready.add(identity.device_id)
-            if upgrade is None:
-                self._wake_engine()  # the engine's own listener knows only the upgrade topics
-        if topic_matches(topic_filter, gateway_command_topic(identity.username)):
-            async with self.database.transaction() as session:
-                sub_devices = await device_service.sub_device_ids(session, identity.device_id)
-            self._gateway_of.update(dict.fromkeys(sub_devices, identity.device_id))
-            self._ready_gateways.add(identity.device_id)
-            self._wake_engine()
-        for listener in self.on_device_ready:
-            # Listeners hear the upgrade topic itself when a wildcard filter covered it.
-            await listener(identity, upgrade or topic_filter)
-
-    async def _listens_on(self, identity: DeviceIdentity, topic: str | None) -> None:
-        # Recorded before the engine hears of it, so a notice waiting for the device takes this channel.
+        relays = topic_matches(topic_filter, gateway_command_topic(identity.username))
+        if not (upgrade or hears_command or relays):
+            return
         async with self.database.transaction() as session:
-            await device_service.listens_on(session, identity.device_id, topic)
-
-    def sub_device_registered(self, device_id: int, gateway_id: int) -> None:
-        """A sub-device was registered: it is reachable whenever its gateway listens."""
-        self._gateway_of[device_id] = gateway_id
+            if upgrade or hears_command:
+                # A filter covering both channels, such as `#`, leaves the recorded one as it was.
+                channel = None if upgrade else command
+                await device_service.listens(
+                    session, identity.device_id, channel, keep_channel=upgrade and hears_command
+                )
+            if relays:
+                await device_service.relays(session, identity.device_id)
+        for listener in self.on_listening:
+            listener()
 
     async def handle(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
         where = route(topic)
@@ -238,7 +213,7 @@ class DeviceHub:
                 now = self.clock.now()
                 async with self.database.transaction() as session:
                     recorded, touched = await device_service.properties_reported(session, device, values, now)
-                    await self.settle(session, touched, now)
+                    await rollout.settle(session, touched, now)
                 if recorded:
                     self._wake_engine()  # a dynamic campaign may now match this device
             case UpgradeRequested():
@@ -253,22 +228,17 @@ class DeviceHub:
         """A version or progress report, from MQTT or the HTTP device API."""
         now = self.clock.now()
         async with self.database.transaction() as session:
-            touched = await device_service.handle(session, identity, event, now)
-            await self.settle(session, touched, now)
+            if isinstance(event, VersionReported):
+                finished = await attempts.version_reported(
+                    session, identity.device_id, event.module, event.version, now
+                )
+            else:
+                finished = await attempts.progress_reported(
+                    session, identity.device_id, event.module, event.step, event.desc, event.done_at_100, now
+                )
+            await rollout.settle(session, finished, now)
         if isinstance(event, VersionReported):
             self._wake_engine()  # a dynamic campaign may now match this device
-
-    async def settle(self, session: AsyncSession, campaign_ids: set[int], now: datetime) -> None:
-        """Let the campaigns a device event moved react at once (finish, next group, thresholds)."""
-        for campaign_id in sorted(campaign_ids):
-            try:
-                async with savepoint(session):
-                    campaign = await campaigns.get_campaign(session, campaign_id)
-                    await campaigns.advance(session, self.notifier, campaign, now, self.is_ready, housekeeping=False)
-            except Exception:
-                # The device's report stands; the engine's next tick meets the error and pauses the campaign.
-                log.exception("campaign %s could not react to a device report", campaign_id)
-                self._wake_engine()
 
     async def _answer(self, identity: DeviceIdentity, where: Route, event: UpgradeRequested | BlockRequested) -> None:
         """Requests are answered on the device's reply topic, after their transaction has committed."""
@@ -282,17 +252,7 @@ class DeviceHub:
         await self.publish(where.reply_topic, served.payload)
         if served.finished is not None:
             async with self.database.transaction() as session:
-                await device_service.download_finished(session, *served.finished, self.clock.now())
-
-    def is_ready(self, device_id: int) -> bool:
-        """Whether the device can hear a notice now: it subscribed to its upgrade topic (or to
-        `command_send/{username}`; a wildcard filter covering it counts, as does the broker's own
-        subscription of a `_ss=1` device) on its current connection, or, for a sub-device, its gateway
-        to `gateway_command_send/{username}`."""
-        if device_id in self._ready:
-            return True
-        gateway_id = self._gateway_of.get(device_id)
-        return gateway_id is not None and gateway_id in self._ready_gateways
+                await attempts.download_finished(session, *served.finished, self.clock.now())
 
     @staticmethod
     def _refuse(identity: DeviceIdentity, kind: str, topic: str, reason: str) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import anycrc
 
+from skylift.campaigns import attempts
 from skylift.db.session import Database
-from skylift.devices import service as device_service
 from skylift.devices.dialects.base import BlockRequested, MessageId, dump_payload
 from skylift.devices.identity import DeviceIdentity
 from skylift.packages.storage import LocalStorage
@@ -85,7 +85,7 @@ class Served:
 async def serve(database: Database, storage: LocalStorage, identity: DeviceIdentity, request: BlockRequested) -> Served:
     """Answer one block request of a device for a file of its own open attempt."""
     async with database.transaction() as session:
-        source = await device_service.block_source(session, identity, request.stream_id, request.file_id)
+        source = await attempts.block_source(session, identity.device_id, request.stream_id, request.file_id)
     if source is None:
         return Served(error_reply(request, "no such stream or file in an open upgrade of this device"))
     span = block_span(request.offset, request.size, source.size)

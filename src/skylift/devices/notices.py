@@ -1,26 +1,18 @@
-"""Composing upgrade notices for one device and queueing them to go out after commit."""
+"""Composing an attempt's upgrade notice, and addressing it in the dialect of the device's channel."""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Awaitable, Callable
+from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from skylift.campaigns.models import Campaign, CampaignDevice
+from skylift.campaigns.models import CampaignDevice
 from skylift.config import Settings
-from skylift.db.session import after_commit
 from skylift.devices.dialects import eztcloud, product_key, token
-from skylift.devices.dialects.base import Notice, NoticeFile
+from skylift.devices.dialects.base import MessageId, Notice, NoticeFile
 from skylift.devices.identity import LoginStyle
 from skylift.devices.topics import upgrade_topic
-from skylift.kit import metrics
 from skylift.kit.signing import UrlSigner
-from skylift.packages.models import Package
 from skylift.packages.urls import download_path
 from skylift.registry.models import Device, Product
-
-Publish = Callable[[str, bytes], Awaitable[None]]
 
 
 def download_grant(attempt: CampaignDevice) -> str:
@@ -35,16 +27,12 @@ def parse_grant(grant: str) -> tuple[int, int] | None:
     return int(head[2:]), int(attempt)
 
 
-def new_message_id() -> int:
-    # Seed 002 describes ids as ten-digit numbers unique per device.
-    return 1_000_000_000 + secrets.randbelow(9_000_000_000)
-
-
 class Notifier:
+    """Composes the notice of an attempt: signed download URLs (or MQTT stream ids), in no dialect yet."""
+
     def __init__(self, settings: Settings, signer: UrlSigner) -> None:
         self._settings = settings
         self._signer = signer
-        self.publish: Publish | None = None
 
     def base_url(self, protocol: str) -> str:
         if protocol == "https":
@@ -54,10 +42,10 @@ class Notifier:
             return https
         return self._settings.resolved_public_url
 
-    def supports(self, protocol: str) -> bool:
-        return protocol != "https" or self._settings.resolved_public_https_url is not None
-
-    def compose(self, campaign: Campaign, package: Package, attempt: CampaignDevice) -> Notice:
+    def compose(self, attempt: CampaignDevice, message_id: MessageId, now: datetime) -> Notice:
+        """The notice of the attempt (its campaign and package loaded), with URLs valid from `now`."""
+        campaign = attempt.campaign
+        package = campaign.package
         # Over MQTT the device fetches blocks of stream `attempt.id`, file `file.id` (see mqtt_blocks.py).
         stream = campaign.protocol == "mqtt"
         base = "" if stream else self.base_url(campaign.protocol)
@@ -67,7 +55,7 @@ class Notifier:
             NoticeFile(
                 name=f.name,
                 size=f.size,
-                url=None if stream else self._signer.sign(base, download_path(f), ttl, grant),
+                url=None if stream else self._signer.sign(base, download_path(f), ttl, now, grant),
                 md5=f.md5,
                 sha256=f.sha256,
                 stream_file_id=f.id if stream else None,
@@ -75,7 +63,7 @@ class Notifier:
             for f in package.files
         ]
         return Notice(
-            message_id=new_message_id(),
+            message_id=message_id,
             module=package.module,
             version=package.version,
             sign_method=package.sign_method,
@@ -83,19 +71,6 @@ class Notifier:
             ext_data=dict(campaign.ext_data or {}),
             stream_id=attempt.id if stream else None,
         )
-
-    def queue(self, session: AsyncSession, device: Device, product: Product, notice: Notice) -> None:
-        """Send the notice in the device's own dialect once the transaction commits."""
-        topic, payload = addressed(device, product, notice)
-        publish = self.publish
-        if publish is None:
-            raise RuntimeError("no broker link to send notices through")
-
-        async def send() -> None:
-            await publish(topic, payload)
-            metrics.NOTICES_SENT.inc()
-
-        after_commit(session, send)
 
 
 def addressed(device: Device, product: Product, notice: Notice) -> tuple[str, bytes]:

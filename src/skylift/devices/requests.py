@@ -6,21 +6,48 @@ envelope with empty params (token devices) or empty data (product-key devices, A
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skylift.campaigns import attempts, latest
+from skylift.campaigns.outbox import new_message_id
 from skylift.db.session import Database
-from skylift.devices import latest
-from skylift.devices import service as device_service
 from skylift.devices.dialects import alink, eztcloud, product_key, token
-from skylift.devices.dialects.base import MessageId, UpgradeRequested
+from skylift.devices.dialects.base import MessageId, Notice, UpgradeRequested
 from skylift.devices.identity import DeviceIdentity, LoginStyle
-from skylift.devices.notices import Notifier, new_message_id
+from skylift.devices.notices import Notifier
 from skylift.devices.topics import Route
+from skylift.registry.models import Product
 from skylift.registry.service import canonical_module
 
 
-def render_offer(style: LoginStyle, offer: device_service.Offer, message_id: MessageId) -> bytes:
+@dataclass(frozen=True)
+class Offer:
+    """What a device that asked for its upgrade gets: the notice, or None when nothing is open."""
+
+    notice: Notice | None
+    notice_style: str
+
+
+async def _offer(
+    session: AsyncSession,
+    notifier: Notifier,
+    identity: DeviceIdentity,
+    module: str | None,
+    message_id: MessageId,
+    now: datetime,
+) -> Offer:
+    """The notice of the device's open attempt for `module` (default: the whole device), if any."""
+    product = await session.get(Product, identity.product_id)
+    style = product.notice_style if product is not None else "alibaba"
+    attempt = await attempts.offer(session, identity.device_id, module, now)
+    return Offer(notifier.compose(attempt, message_id, now) if attempt is not None else None, style)
+
+
+def render_offer(style: LoginStyle, offer: Offer, message_id: MessageId) -> bytes:
     """The notice, or "nothing pending", in a token or product-key envelope."""
     if style is LoginStyle.TOKEN:
         return token.render_notice(offer.notice) if offer.notice else token.render_nothing_pending(message_id)
@@ -40,7 +67,7 @@ async def answer(
     """(topic, payload) answering a request; sent by the caller once the transaction has committed."""
     message_id = new_message_id() if request.message_id is None else request.message_id
     async with database.transaction() as session:
-        offer = await device_service.upgrade_requested(session, notifier, identity, request.module, now, message_id)
+        offer = await _offer(session, notifier, identity, request.module, message_id, now)
     if route.family == "sys":
         return route.reply_topic, alink.render_get_reply(message_id, offer.notice, offer.notice_style)
     # Answer in the family of the topic the device asked on (its token, or its product key and name).
@@ -54,7 +81,7 @@ async def answer_http(
     """The notice for an HTTP device's upgrade check, in its dialect, or None when nothing is pending."""
     message_id = new_message_id()
     async with database.transaction() as session:
-        offer = await device_service.upgrade_requested(session, notifier, identity, module, now, message_id)
+        offer = await _offer(session, notifier, identity, module, message_id, now)
     return render_offer(identity.login_style, offer, message_id) if offer.notice is not None else None
 
 
@@ -64,11 +91,14 @@ async def answer_check(
     """The `otaUpgrade` command answering an EZtCloud `otaCheck` (seed 003), with the request's id.
 
     First the device's open campaign attempt for the module (as for any request); else, where the
-    product allows it, the newest package above its reported version (devices/latest.py); else
+    product allows it, the newest package above its reported version (campaigns/latest.py); else
     `upgrade: false`. The module is named as the device named it (`main` when it named none)."""
     message_id = new_message_id() if request.message_id is None else request.message_id
     async with database.transaction() as session:
-        offer = await device_service.upgrade_requested(session, notifier, identity, request.module, now, message_id)
-        notice = offer.notice or await latest.offer(session, notifier, identity, request.module, message_id, now)
+        offer = await _offer(session, notifier, identity, request.module, message_id, now)
+        notice = offer.notice
+        if notice is None:
+            attempt = await latest.offer(session, identity.device_id, identity.product_id, request.module, now)
+            notice = notifier.compose(attempt, message_id, now) if attempt is not None else None
     module = eztcloud.module_label(canonical_module(request.module), request.module)
     return eztcloud.command(notice, module, message_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
+from datetime import datetime
 from urllib.parse import urlencode
 
 
@@ -16,20 +16,20 @@ class UrlSigner:
         message = f"{path}\n{expires}\n{grant}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
-    def sign(self, base_url: str, path: str, ttl_seconds: int, grant: str = "", now: float | None = None) -> str:
-        """A URL for `path` valid for `ttl_seconds`; `grant` binds it to one download purpose."""
-        expires = int((time.time() if now is None else now) + ttl_seconds)
+    def sign(self, base_url: str, path: str, ttl_seconds: int, now: datetime, grant: str = "") -> str:
+        """A URL for `path` valid for `ttl_seconds` from `now`; `grant` binds it to one download purpose."""
+        expires = int(now.timestamp() + ttl_seconds)
         query = {"expires": str(expires), "signature": self._signature(path, expires, grant)}
         if grant:
             query["grant"] = grant
         return f"{base_url}{path}?{urlencode(query)}"
 
-    def verify(self, path: str, expires: str, signature: str, grant: str = "", now: float | None = None) -> bool:
+    def verify(self, path: str, expires: str, signature: str, now: datetime, grant: str = "") -> bool:
         try:
             expires_at = int(expires)
         except ValueError:
             return False
-        if expires_at < (time.time() if now is None else now):
+        if expires_at < now.timestamp():
             return False
         # Bytes: compare_digest refuses a str with non-ASCII characters, which a URL may carry.
         return hmac.compare_digest(

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.context import AppContext
-from skylift.deps import AdminDep, ContextDep, SessionDep
+from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
 from skylift.kit.errors import NotFound, error_responses
 from skylift.kit.guards import lift_body_limit
 from skylift.kit.ids import ID_LIMIT, Id
@@ -123,11 +123,12 @@ async def file_download_url(
     context: ContextDep,
     session: SessionDep,
     _: AdminDep,
+    now: NowDep,
 ) -> DownloadUrlOut:
     """A signed, expiring download URL for one file, for an operator or a manual test."""
     package = await service.get_package(session, package_id, field="id")
     file = next((f for f in package.files if f.id == file_id), None)
     if file is None:
         raise NotFound(f"package {package_id} has no file {file_id}", field="file_id")
-    url = context.signer.sign(context.settings.resolved_public_url, download_path(file), body.ttl_seconds)
-    return DownloadUrlOut(url=url, expires_at=datetime.now(UTC) + timedelta(seconds=body.ttl_seconds))
+    url = context.signer.sign(context.settings.resolved_public_url, download_path(file), body.ttl_seconds, now)
+    return DownloadUrlOut(url=url, expires_at=now + timedelta(seconds=body.ttl_seconds))

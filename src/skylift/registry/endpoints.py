@@ -85,18 +85,8 @@ async def create_device(body: DeviceCreate, context: ContextDep, session: Sessio
         device.id,
         **body.model_dump(include={"product_id", "name", "gateway_id", "address"}, exclude_none=True),
     )
-    if device.gateway_id is not None:
-        after_commit(session, _sub_device_registered(context, device.id, device.gateway_id))
     after_commit(session, _wake(context))  # a dynamic campaign may take the new device
     return service.device_out(device)
-
-
-def _sub_device_registered(context: AppContext, device_id: Id, gateway_id: Id) -> AfterCommit:
-    async def registered() -> None:
-        if context.hub is not None:
-            context.hub.sub_device_registered(device_id, gateway_id)
-
-    return registered
 
 
 def _wake(context: AppContext) -> AfterCommit:

@@ -64,6 +64,11 @@ class Device(TimestampMixin, Base):
         ForeignKey("devices.id", ondelete="SET NULL"), index=True, default=None
     )
     address: Mapped[str | None] = mapped_column(String(64), default=None)
+    # On its current connection the device subscribed where its notices go (for a sub-device: its
+    # gateway relays), so a notice sent now is heard. Kept in the database, where every replica sees it.
+    listening: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A gateway subscribed to `gateway_command_send` on its current connection: its sub-devices listen.
+    relaying: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped on every accepted connection; a disconnect of an older connection is stale.
     connection_epoch: Mapped[int] = mapped_column(Integer, default=0)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)

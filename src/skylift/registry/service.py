@@ -177,6 +177,7 @@ async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
         # gateway login), and is reachable exactly when the gateway is connected.
         command_topic=f"gateway_command_send/{gateway.login_username or gateway.access_token}" if gateway else None,
         online=gateway.online if gateway else False,
+        listening=bool(gateway and gateway.online and gateway.relaying),
     )
     session.add(device)
     try:

@@ -10,7 +10,6 @@ Pausing or canceling that campaign, or disabling the package, stops handing the 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from skylift.campaigns import service as campaigns
+from skylift.campaigns.attempts import apply_event, new_attempt, next_rank
 from skylift.campaigns.models import Campaign, CampaignDevice
+from skylift.campaigns.queries import OPEN_STATES
+from skylift.campaigns.results import verification_of
 from skylift.campaigns.state import IN_PROGRESS, RETRYABLE, DeviceState, Notified, RetryRequested
-from skylift.devices.dialects.base import MessageId, Notice
-from skylift.devices.identity import DeviceIdentity
-from skylift.devices.notices import Notifier
 from skylift.kit.versions import InvalidVersion, Version, parse_version
 from skylift.packages.models import Package
 from skylift.registry import service as registry
@@ -68,24 +66,17 @@ def is_latest_campaign(campaign: Campaign) -> bool:
 
 
 async def offer(
-    session: AsyncSession,
-    notifier: Notifier,
-    identity: DeviceIdentity,
-    module: str | None,
-    message_id: MessageId,
-    now: datetime,
-) -> Notice | None:
-    """The notice of the newest package above the device's version, as a tracked attempt, or None."""
-    product = await session.get(Product, identity.product_id)
+    session: AsyncSession, device_id: int, product_id: int, module: str | None, now: datetime
+) -> CampaignDevice | None:
+    """The attempt (notified now) at the newest package above the device's version, or None."""
+    product = await session.get(Product, product_id)
     if product is None or not product.auto_upgrade_latest:
         return None
     module_name = registry.canonical_module(module)
-    if await _has_open_attempt(session, identity.device_id, module_name):
+    if await _has_open_attempt(session, device_id, module_name):
         return None  # a campaign's attempt waits for its turn (groups, pacing): not two upgrades at once
     reported = await session.scalar(
-        select(DeviceVersion.version).where(
-            DeviceVersion.device_id == identity.device_id, DeviceVersion.module == module_name
-        )
+        select(DeviceVersion.version).where(DeviceVersion.device_id == device_id, DeviceVersion.module == module_name)
     )
     packages = {
         p.id: p
@@ -104,14 +95,12 @@ async def offer(
     }
     for candidate in upgrades_above(reported, (Candidate(p.id, p.version) for p in packages.values())):
         package = packages[candidate.package_id]
-        if package.verify_required and (await campaigns.verification_of(session, package)).state != "verified":
+        if package.verify_required and (await verification_of(session, package)).state != "verified":
             continue  # not for everyone until a verify campaign has succeeded on it
         campaign = await _implicit_campaign(session, product, package, now)
         if campaign.state not in HANDING_OUT:
             continue
-        attempt = await _join(session, campaign, package, identity, reported, now)
-        notice = notifier.compose(campaign, package, attempt)
-        return dataclasses.replace(notice, message_id=message_id)
+        return await _join(session, campaign, package, device_id, reported, now)
     return None
 
 
@@ -121,7 +110,7 @@ async def _has_open_attempt(session: AsyncSession, device_id: int, module: str) 
         .where(
             CampaignDevice.device_id == device_id,
             CampaignDevice.module == module,
-            CampaignDevice.state.in_(campaigns.OPEN_STATES),
+            CampaignDevice.state.in_(OPEN_STATES),
         )
         .limit(1)
     )
@@ -135,7 +124,8 @@ async def _find(session: AsyncSession, package: Package) -> Campaign | None:
             select(Campaign)
             .where(Campaign.package_id == package.id, Campaign.type == "upgrade")
             .order_by(Campaign.id)
-            .with_for_update()
+            .with_for_update(of=Campaign)
+            .options(selectinload(Campaign.package).selectinload(Package.files))
         )
     ).all()
     return next((c for c in found if is_latest_campaign(c)), None)
@@ -176,7 +166,7 @@ async def _join(
     session: AsyncSession,
     campaign: Campaign,
     package: Package,
-    identity: DeviceIdentity,
+    device_id: int,
     reported: str | None,
     now: datetime,
 ) -> CampaignDevice:
@@ -185,24 +175,21 @@ async def _join(
     One under way is only described again; one that succeeded (the device went back to an older
     version since) is described again too, its result left as it was."""
     attempt = await session.scalar(
-        select(CampaignDevice).where(
-            CampaignDevice.campaign_id == campaign.id, CampaignDevice.device_id == identity.device_id
-        )
+        select(CampaignDevice).where(CampaignDevice.campaign_id == campaign.id, CampaignDevice.device_id == device_id)
     )
     if attempt is None:
-        attempt = campaigns.new_attempt(
-            campaign, package, identity.device_id, await campaigns.next_rank(session, campaign)
-        )
+        attempt = new_attempt(campaign, package, device_id, await next_rank(session, campaign))
         session.add(attempt)
         if reported is not None:
             before = dict(campaign.versions_before or {})
             before[reported] = before.get(reported, 0) + 1
             campaign.versions_before = before
     elif DeviceState(attempt.state) in RETRYABLE:
-        campaigns.apply_event(attempt, RetryRequested(), now)
+        apply_event(attempt, RetryRequested(), now)
     if attempt.state == DeviceState.PENDING:
-        campaigns.apply_event(attempt, Notified(), now)
+        apply_event(attempt, Notified(), now)
     if campaign.state == "finished" and DeviceState(attempt.state) in IN_PROGRESS:
         campaign.state, campaign.finished_at = "running", None  # a new device joined a campaign that had drained
     await session.flush()
+    attempt.campaign = campaign
     return attempt

@@ -1,0 +1,220 @@
+"""Each device's attempt: the state machine applied to rows, and what device reports do to them.
+
+Devices' adapters (devices/) call these with plain ids and values; nothing here knows a topic or a
+payload. A notice that becomes due is a row in the outbox (campaigns/outbox.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from skylift.campaigns import outbox
+from skylift.campaigns.models import Campaign, CampaignDevice
+from skylift.campaigns.queries import FINAL_STATES, IN_PROGRESS_STATES, OPEN_STATES
+from skylift.campaigns.state import (
+    FINAL,
+    Attempt,
+    DeviceState,
+    Downloaded,
+    Event,
+    Notified,
+    Progressed,
+    VersionReported,
+    transition,
+)
+from skylift.packages.models import Package
+from skylift.registry import service as registry
+
+
+def apply_event(attempt: CampaignDevice, event: Event, now: datetime) -> Attempt | None:
+    """Run the state machine on one attempt row at `now`; the new state, or None when nothing changed."""
+    before = Attempt(
+        state=DeviceState(attempt.state),
+        progress=attempt.progress,
+        step_desc=attempt.step_desc,
+        failure_reason=attempt.failure_reason,
+        attempts=attempt.attempts,
+        awaiting_version_report=attempt.awaiting_version_report,
+    )
+    after = transition(before, event)
+    if after is before:
+        return None
+    attempt.state = after.state.value
+    attempt.progress = after.progress
+    attempt.step_desc = after.step_desc
+    attempt.failure_reason = after.failure_reason
+    attempt.attempts = after.attempts
+    attempt.awaiting_version_report = after.awaiting_version_report
+    attempt.updated_at = now
+    if isinstance(event, Notified):
+        attempt.notified_at = now
+    attempt.finished_at = now if after.state in FINAL else None
+    return after
+
+
+def notify(session: AsyncSession, attempt: CampaignDevice, now: datetime) -> bool:
+    """A pending attempt becomes notified, and its notice a row in the outbox, in one transaction."""
+    if apply_event(attempt, Notified(), now) is None:
+        return False
+    outbox.enqueue(session, attempt, now)
+    return True
+
+
+def new_attempt(
+    campaign: Campaign, package: Package, device_id: int, rank: int, group_index: int = 0
+) -> CampaignDevice:
+    """A device's pending attempt at the campaign's package, not yet added to the session."""
+    return CampaignDevice(
+        campaign_id=campaign.id,
+        device_id=device_id,
+        module=package.module,
+        target_version=package.version,
+        state=DeviceState.PENDING.value,
+        rank=rank,
+        group_index=group_index,
+        progress=0,
+        step_desc="",
+        attempts=0,
+        awaiting_version_report=False,
+    )
+
+
+async def next_rank(session: AsyncSession, campaign: Campaign) -> int:
+    """The rollout-order place of the next device to join the campaign."""
+    return int(await session.scalar(select(func.count()).where(CampaignDevice.campaign_id == campaign.id)) or 0)
+
+
+async def _open_attempts(session: AsyncSession, device_id: int, module: str | None) -> list[CampaignDevice]:
+    query = (
+        select(CampaignDevice)
+        .join(Campaign, Campaign.id == CampaignDevice.campaign_id)
+        .where(CampaignDevice.device_id == device_id, CampaignDevice.state.in_(IN_PROGRESS_STATES))
+        # The attempt the device was notified for last comes first.
+        .order_by(CampaignDevice.notified_at.desc(), CampaignDevice.id.desc())
+    )
+    if module is not None:
+        query = query.where(CampaignDevice.module == registry.canonical_module(module))
+    return list((await session.scalars(query)).all())
+
+
+async def version_reported(
+    session: AsyncSession, device_id: int, module: str | None, version: str, now: datetime
+) -> set[int]:
+    """Record the device's version of the module and judge its attempts under way.
+
+    Returns the campaigns in which an attempt finished. A restart before the download (another
+    version, see campaigns/state.py) makes the attempt's notice due again: a new outbox row."""
+    module_name = registry.canonical_module(module)
+    await registry.record_version(session, device_id, module_name, version, now)
+    finished = set()
+    for attempt in await _open_attempts(session, device_id, module_name):
+        after = apply_event(attempt, VersionReported(version, attempt.target_version), now)
+        if after is not None and after.redeliver:
+            outbox.enqueue(session, attempt, now)
+        if attempt.state in FINAL_STATES:
+            finished.add(attempt.campaign_id)
+    return finished
+
+
+async def progress_reported(
+    session: AsyncSession,
+    device_id: int,
+    module: str | None,
+    step: int,
+    desc: str,
+    done_at_100: bool,
+    now: datetime,
+) -> set[int]:
+    """Progress applies to the attempt the device was notified for last (of the module, when named)."""
+    attempts = await _open_attempts(session, device_id, module)
+    if not attempts:
+        return set()
+    apply_event(attempts[0], Progressed(step, desc, done_at_100), now)
+    return {attempts[0].campaign_id} if attempts[0].state in FINAL_STATES else set()
+
+
+async def download_finished(session: AsyncSession, attempt_id: int, attempt_number: int, now: datetime) -> None:
+    """The server sent the last byte of the attempt's file: the device has it."""
+    attempt = await session.get(CampaignDevice, attempt_id)
+    if attempt is not None and attempt.attempts == attempt_number:
+        apply_event(attempt, Downloaded(), now)
+
+
+def _delivered_on_request(attempt: CampaignDevice) -> bool:
+    # In progress: the device asks again (a reboot, a lost notice). Pending: a running campaign whose
+    # current group includes it, if the campaign waits for devices to ask (no push) or to come back
+    # (deliver on connect); other pending attempts are the rollout engine's to send.
+    if attempt.state in IN_PROGRESS_STATES:
+        return True
+    campaign = attempt.campaign
+    return (
+        attempt.state == DeviceState.PENDING
+        and campaign.state == "running"
+        and attempt.group_index <= campaign.current_group
+        and (not campaign.push or campaign.offline == "deliver_on_connect")
+    )
+
+
+async def offer(session: AsyncSession, device_id: int, module: str | None, now: datetime) -> CampaignDevice | None:
+    """The device asks for its upgrade of `module`: the open attempt to describe to it, or None.
+
+    A pending attempt of a campaign without push is delivered now (it becomes notified); an attempt
+    already under way is described again and stays the same attempt. The answer is sent by the
+    caller, in the dialect the device asked in."""
+    attempts = (
+        await session.scalars(
+            select(CampaignDevice)
+            .where(
+                CampaignDevice.device_id == device_id,
+                CampaignDevice.module == registry.canonical_module(module),
+                CampaignDevice.state.in_(OPEN_STATES),
+            )
+            .options(selectinload(CampaignDevice.campaign).selectinload(Campaign.package).selectinload(Package.files))
+        )
+    ).all()
+    candidates = [a for a in attempts if _delivered_on_request(a)]
+    if not candidates:
+        return None
+    # The attempt under way (last notified) first; else the newest campaign's pending one.
+    attempt = max(
+        candidates,
+        key=lambda a: (a.state != DeviceState.PENDING, a.notified_at.timestamp() if a.notified_at else 0.0, a.id),
+    )
+    if attempt.state == DeviceState.PENDING:
+        apply_event(attempt, Notified(), now)
+        await session.flush()
+    return attempt
+
+
+@dataclass(frozen=True)
+class BlockSource:
+    """A package file a device may fetch in blocks, and the attempt that finishing it moves."""
+
+    attempt_id: int
+    attempt_number: int
+    storage_key: str
+    size: int
+
+
+async def block_source(session: AsyncSession, device_id: int, stream_id: int, file_id: int) -> BlockSource | None:
+    """streamId is the device's campaign attempt, fileId a file of its package; anything else is None."""
+    attempt = await session.scalar(
+        select(CampaignDevice)
+        .where(
+            CampaignDevice.id == stream_id,
+            CampaignDevice.device_id == device_id,
+            CampaignDevice.state.in_(IN_PROGRESS_STATES),
+        )
+        .options(selectinload(CampaignDevice.campaign).selectinload(Campaign.package).selectinload(Package.files))
+    )
+    if attempt is None or attempt.campaign.protocol != "mqtt":
+        return None
+    file = next((f for f in attempt.campaign.package.files if f.id == file_id), None)
+    if file is None:
+        return None
+    return BlockSource(attempt.id, attempt.attempts, file.storage_key, file.size)

@@ -1,0 +1,73 @@
+"""The notice outbox: every notice is a row written in the transaction that decided it.
+
+Nothing is sent from memory after a commit: the devices' relay claims rows whose device can hear
+them (connected and listening), sends them, and marks them sent. A crash before the mark sends the
+row again after the restart, with the same message id; a rollback takes the row with it. On
+PostgreSQL rows are claimed with SKIP LOCKED, so replicas never send the same row.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from skylift.campaigns.models import Campaign, CampaignDevice, NoticeOutbox
+from skylift.db.session import signal_after_commit
+from skylift.packages.models import Package
+from skylift.registry.models import Device
+
+# Database.on_signal name the relay listens for.
+NOTICES_DUE = "notices-due"
+
+
+def new_message_id() -> int:
+    # Seed 002 describes ids as ten-digit numbers unique per device.
+    return 1_000_000_000 + secrets.randbelow(9_000_000_000)
+
+
+def enqueue(session: AsyncSession, attempt: CampaignDevice, now: datetime) -> NoticeOutbox:
+    """The attempt's notice is due: it goes out once the device can hear it."""
+    row = NoticeOutbox(device_id=attempt.device_id, message_id=new_message_id(), created_at=now)
+    row.attempt = attempt
+    session.add(row)
+    signal_after_commit(session, NOTICES_DUE)
+    return row
+
+
+async def claim(session: AsyncSession, limit: int) -> list[NoticeOutbox]:
+    """Unsent rows whose device listens now, oldest first, with what composing them needs loaded."""
+    query = (
+        select(NoticeOutbox)
+        .join(Device, Device.id == NoticeOutbox.device_id)
+        .where(NoticeOutbox.sent_at.is_(None), Device.online.is_(True), Device.listening.is_(True))
+        .order_by(NoticeOutbox.id)
+        .limit(limit)
+        .options(
+            selectinload(NoticeOutbox.attempt).selectinload(CampaignDevice.device).selectinload(Device.product),
+            selectinload(NoticeOutbox.attempt)
+            .selectinload(CampaignDevice.campaign)
+            .selectinload(Campaign.package)
+            .selectinload(Package.files),
+        )
+    )
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=True, of=NoticeOutbox)
+    return list((await session.scalars(query)).all())
+
+
+async def waiting(session: AsyncSession) -> int:
+    """Unsent rows, whether or not their device listens."""
+    query = select(func.count()).select_from(NoticeOutbox).where(NoticeOutbox.sent_at.is_(None))
+    return int(await session.scalar(query) or 0)
+
+
+async def prune(session: AsyncSession, sent_before: datetime) -> int:
+    """Forget rows sent before the given time; returns how many."""
+    result = await session.execute(
+        delete(NoticeOutbox).where(NoticeOutbox.sent_at.is_not(None), NoticeOutbox.sent_at < sent_before)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,263 @@
+"""The rollout engine's step: bring one campaign up to date, and let campaigns react to device reports.
+
+`advance` runs after every operator action and on every engine tick, always inside a transaction, and
+it is idempotent: running it twice, or on two replicas, sends no notice twice, because each notice is
+an outbox row written with the pending → notified change of its attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from skylift.campaigns import policy
+from skylift.campaigns.admission import admit
+from skylift.campaigns.attempts import apply_event, notify
+from skylift.campaigns.models import Campaign, CampaignDevice
+from skylift.campaigns.queries import (
+    APPROVAL_PREFIX,
+    CLOSED_CAMPAIGN_STATES,
+    IN_PROGRESS_STATES,
+    attempts_where,
+    get_campaign,
+    pairs,
+)
+from skylift.campaigns.state import Canceled, DeviceState, RetryRequested, TimedOut, Unreachable
+from skylift.db.session import savepoint
+from skylift.packages.models import Package
+
+log = logging.getLogger(__name__)
+
+
+async def advance(session: AsyncSession, campaign: Campaign, now: datetime, housekeeping: bool = True) -> None:
+    """Bring one campaign up to date: start, admit, time out, retry, judge thresholds, notify, finish.
+
+    Without `housekeeping` (a device just finished an attempt) admission, timeouts and retries are
+    left to the engine's next tick, so that a device message costs a few queries, not a fleet scan.
+    """
+    if campaign.state in CLOSED_CAMPAIGN_STATES:
+        return
+    package = campaign.package
+    if campaign.state == "scheduled":
+        due = campaign.start_at is None or campaign.start_at <= now
+        if campaign.cron:
+            due = due and campaign.next_run_at is not None and campaign.next_run_at <= now
+        if not due:
+            return
+        campaign.state, campaign.started_at = "running", now
+    if housekeeping:
+        await _time_out(session, campaign, now)
+    if campaign.state == "running":
+        if housekeeping:
+            await _admit_and_retry(session, campaign, package, now)
+        if await _judge_errors(session, campaign, now):
+            return
+        await _advance_group(session, campaign)
+    if campaign.state == "running" and campaign.push:
+        await _notify_pending(session, campaign, now)
+    await finish_if_done(session, campaign, now)
+
+
+async def _admit_and_retry(session: AsyncSession, campaign: Campaign, package: Package, now: datetime) -> None:
+    if campaign.cron and campaign.next_run_at is not None and campaign.next_run_at <= now:
+        await admit(session, campaign, package, now)
+        # Runs missed while the server was down collapse into this one run.
+        campaign.next_run_at = policy.next_cron_run(campaign.cron, now)
+    elif campaign.mode == "dynamic" and not _ended(campaign, now):
+        await admit(session, campaign, package, now)
+    await _retry_due(session, campaign, now)
+
+
+def _ended(campaign: Campaign, now: datetime) -> bool:
+    return campaign.end_at is not None and now >= campaign.end_at
+
+
+async def _time_out(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
+    if campaign.timeout_minutes is None:
+        return
+    quiet_since = now - timedelta(minutes=campaign.timeout_minutes)
+    for attempt in await attempts_where(
+        session, campaign, CampaignDevice.state.in_(IN_PROGRESS_STATES), CampaignDevice.updated_at <= quiet_since
+    ):
+        apply_event(attempt, TimedOut(), now)
+
+
+async def _retry_due(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
+    if campaign.retry_count <= 0:
+        return
+    failed = await attempts_where(
+        session,
+        campaign,
+        CampaignDevice.state == DeviceState.FAILED.value,
+        CampaignDevice.attempts <= campaign.retry_count,
+    )
+    for attempt in failed:
+        failed_at = attempt.finished_at or attempt.updated_at
+        if policy.retry_due(attempt.attempts, campaign.retry_count, failed_at, now, campaign.retry_interval_minutes):
+            apply_event(attempt, RetryRequested(), now)
+
+
+async def tallies(session: AsyncSession, campaign: Campaign) -> policy.ErrorTally:
+    succeeded = await session.scalar(
+        select(func.count()).where(
+            CampaignDevice.campaign_id == campaign.id, CampaignDevice.state == DeviceState.SUCCEEDED.value
+        )
+    )
+    failed = await session.scalar(
+        select(func.count()).where(
+            CampaignDevice.campaign_id == campaign.id,
+            CampaignDevice.state == DeviceState.FAILED.value,
+            CampaignDevice.attempts > campaign.retry_count,
+        )
+    )
+    return policy.ErrorTally(finished=int(succeeded or 0) + int(failed or 0), failed=int(failed or 0))
+
+
+async def _judge_errors(session: AsyncSession, campaign: Campaign, now: datetime) -> bool:
+    """Pause or abort the campaign by itself when too many devices finally failed; True if it stopped."""
+    if not campaign.error_threshold:
+        return False
+    tally = await tallies(session, campaign)
+    since_resume = policy.ErrorTally(
+        finished=tally.finished - campaign.acknowledged_finished, failed=tally.failed - campaign.acknowledged_failed
+    )
+    threshold = policy.ErrorThreshold(
+        percent=campaign.error_threshold.get("percent"),
+        count=int(campaign.error_threshold["count"]) if "count" in campaign.error_threshold else None,
+    )
+    reason = policy.error_trip_reason(since_resume, threshold, campaign.min_finished)
+    if reason is None:
+        return False
+    if campaign.on_error == "abort":
+        await _close(session, campaign, "aborted", reason, now)
+    else:
+        campaign.state, campaign.paused_reason = "paused", reason
+    return True
+
+
+async def _group_tally(session: AsyncSession, campaign: Campaign, group: int) -> policy.GroupTally:
+    counts: dict[str, int] = await pairs(
+        session,
+        select(CampaignDevice.state, func.count())
+        .where(CampaignDevice.campaign_id == campaign.id, CampaignDevice.group_index == group)
+        .group_by(CampaignDevice.state),
+    )
+    size = sum(n for state, n in counts.items() if state != DeviceState.SKIPPED)
+    return policy.GroupTally(size=size, succeeded=counts.get(DeviceState.SUCCEEDED, 0))
+
+
+def group_count(campaign: Campaign) -> int:
+    return max(1, len(campaign.groups or []))
+
+
+async def _advance_group(session: AsyncSession, campaign: Campaign) -> None:
+    if campaign.current_group >= group_count(campaign) - 1:
+        return
+    tally = await _group_tally(session, campaign, campaign.current_group)
+    if not policy.group_succeeded(tally, campaign.success_threshold):
+        return
+    if campaign.approval_required:
+        campaign.state = "paused"
+        campaign.paused_reason = (
+            f"{APPROVAL_PREFIX} to start group {campaign.current_group + 2} of {group_count(campaign)}"
+        )
+        return
+    campaign.current_group += 1
+
+
+async def _notify_pending(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
+    if _ended(campaign, now):
+        return
+    if campaign.window and not policy.Window(
+        start=datetime.strptime(campaign.window["start"][:5], "%H:%M").time(),
+        end=datetime.strptime(campaign.window["end"][:5], "%H:%M").time(),
+        tz=campaign.window.get("tz", "UTC"),
+    ).contains(now):
+        return
+    allowance = await _pacing_allowance(session, campaign, now)
+    pending = await attempts_where(
+        session,
+        campaign,
+        CampaignDevice.state == DeviceState.PENDING.value,
+        CampaignDevice.group_index <= campaign.current_group,
+        claim=True,
+    )
+    for attempt in pending:
+        if allowance is not None and allowance <= 0:
+            return
+        device = attempt.device
+        if campaign.offline == "deliver_on_connect":
+            # Only a device that listens can hear the notice; the others get it when they do.
+            if not (device.online and device.listening):
+                continue
+        elif not device.online:
+            apply_event(attempt, Unreachable(), now)
+            continue
+        # The outbox row waits until the device listens (a device that just connected subscribes next).
+        if notify(session, attempt, now) and allowance is not None:
+            allowance -= 1
+
+
+async def _pacing_allowance(session: AsyncSession, campaign: Campaign, now: datetime) -> int | None:
+    """How many notices may leave now; None (unpaced) costs no query."""
+    if campaign.max_per_minute is None:
+        return None
+    recent = await session.scalars(
+        select(CampaignDevice.notified_at).where(
+            CampaignDevice.campaign_id == campaign.id,
+            CampaignDevice.notified_at > now - policy.PACING_WINDOW,
+        )
+    )
+    return policy.notices_allowed(now, [t for t in recent if t is not None], campaign.max_per_minute)
+
+
+async def finish_if_done(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
+    if campaign.state != "running":
+        return
+    await session.flush()
+    in_flight = await session.scalar(
+        select(func.count()).where(
+            CampaignDevice.campaign_id == campaign.id, CampaignDevice.state.in_(IN_PROGRESS_STATES)
+        )
+    )
+    if _ended(campaign, now):
+        if not in_flight:
+            await _close(session, campaign, "finished", None, now)
+        return
+    if campaign.cron or campaign.mode == "dynamic":
+        return  # open-ended: it keeps taking devices until its end time or an operator stops it
+    if campaign.current_group < group_count(campaign) - 1:
+        return
+    waiting = await session.scalar(
+        select(func.count()).where(
+            CampaignDevice.campaign_id == campaign.id,
+            (CampaignDevice.state == DeviceState.PENDING.value)
+            | ((CampaignDevice.state == DeviceState.FAILED.value) & (CampaignDevice.attempts <= campaign.retry_count)),
+        )
+    )
+    if not in_flight and not waiting:
+        campaign.state, campaign.finished_at = "finished", now
+
+
+async def _close(session: AsyncSession, campaign: Campaign, state: str, reason: str | None, now: datetime) -> None:
+    """End a campaign: devices still waiting for their notice are canceled."""
+    for attempt in await attempts_where(session, campaign, CampaignDevice.state == DeviceState.PENDING.value):
+        apply_event(attempt, Canceled(), now)
+    campaign.state, campaign.paused_reason = state, reason
+    campaign.finished_at = campaign.finished_at or now
+
+
+async def settle(session: AsyncSession, campaign_ids: set[int], now: datetime) -> None:
+    """Let the campaigns a device report moved react at once (finish, next group, thresholds).
+
+    Each campaign reacts in a savepoint: an error in one leaves the device's report standing and the
+    other campaigns reacting; the engine's next tick meets the error again and pauses that campaign."""
+    for campaign_id in sorted(campaign_ids):
+        try:
+            async with savepoint(session):
+                await advance(session, await get_campaign(session, campaign_id), now, housekeeping=False)
+        except Exception:
+            log.exception("campaign %s could not react to a device report", campaign_id)

@@ -1,0 +1,98 @@
+"""The notice relay: sends the outbox's due notices to devices that can hear them, and marks them sent.
+
+Campaigns write a row for every notice in the transaction that decides it (campaigns/outbox.py);
+this loop turns rows into the device's dialect on its channel and publishes them. A row is sent once
+its device is connected and listening, so a notice decided while a device was away, or while it was
+restarting, waits for it. After a crash, rows not yet marked are sent again with the same message
+id. Each batch is claimed in its own transaction (SKIP LOCKED on PostgreSQL), so replicas share the
+work without sending a row twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from skylift.campaigns import outbox
+from skylift.db.session import Database
+from skylift.devices.notices import Notifier, addressed
+from skylift.kit import metrics
+from skylift.kit.clock import Clock
+
+log = logging.getLogger(__name__)
+
+Publisher = Callable[[str, bytes], Awaitable[None]]
+BATCH = 500
+# Sent rows are kept a while (for a look after an incident), then pruned.
+KEEP_SENT = timedelta(minutes=10)
+PRUNE_EVERY = timedelta(minutes=1)
+
+
+class NoticeRelay:
+    def __init__(
+        self, database: Database, notifier: Notifier, publish: Publisher, clock: Clock, interval_seconds: float
+    ) -> None:
+        self.database = database
+        self.notifier = notifier
+        self.publish = publish
+        self.clock = clock
+        self.interval = interval_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._pruned_at = clock.now()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="notice-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        """Look at the outbox soon: notices were written, or a device began to listen."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                while await self.relay_once() == BATCH:
+                    pass
+                await self._prune()
+            except Exception:
+                log.exception("the notice relay failed; it tries again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+
+    async def relay_once(self) -> int:
+        """Send one batch of due notices; returns how many rows it handled."""
+        async with self.database.transaction() as session:
+            rows = await outbox.claim(session, BATCH)
+            now = self.clock.now()
+            for row in rows:
+                attempt = row.attempt
+                try:
+                    notice = self.notifier.compose(attempt, row.message_id, now)
+                    topic, payload = addressed(attempt.device, attempt.device.product, notice)
+                    await self.publish(topic, payload)
+                except Exception:
+                    # A notice that cannot be composed (a setting changed since) must not block the others.
+                    log.exception("notice %s for attempt %s could not be sent; dropped", row.id, attempt.id)
+                    metrics.DROPPED_MESSAGES.labels(reason="notice not composable").inc()
+                else:
+                    metrics.NOTICES_SENT.inc()
+                row.sent_at = now
+        return len(rows)
+
+    async def _prune(self) -> None:
+        now = self.clock.now()
+        if now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        async with self.database.transaction() as session:
+            await outbox.prune(session, now - KEEP_SENT)
