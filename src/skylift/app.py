@@ -36,6 +36,7 @@ from skylift.kit.errors import SkyliftError, error_responses
 from skylift.kit.guards import RequestGuard
 from skylift.kit.signing import UrlSigner
 from skylift.packages.endpoints import router as packages_router
+from skylift.packages.reconcile import reconcile_storage
 from skylift.packages.storage import LocalStorage
 from skylift.registry.endpoints import router as registry_router
 from skylift.system.endpoints import audit_router
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         await upgrade_to_head(context.database)
         async with context.database.transaction() as session:
             await device_service.mark_all_offline(session)
+        await reconcile_storage(context.database, context.storage, context.clock.now(), settings.storage_sweep_min_age)
         hub = DeviceHub(
             context.database,
             Notifier(settings, context.signer),

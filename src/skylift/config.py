@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     # JSON bodies of the management API; package uploads stream under the run-time file size limit.
     max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     engine_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    # At start, leftovers of interrupted uploads this old are swept; younger ones may be another replica's.
+    storage_sweep_min_age_seconds: int = Field(default=3600, ge=0)
     log_level: str = "INFO"
     # Serve HTTPS on the HTTP port with this certificate (PEM, chain included) and key.
     tls_cert_file: FilePath | None = None
@@ -83,6 +86,10 @@ class Settings(BaseSettings):
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def storage_sweep_min_age(self) -> timedelta:
+        return timedelta(seconds=self.storage_sweep_min_age_seconds)
 
 
 def load_or_create_secret(path: Path) -> tuple[str, bool]:

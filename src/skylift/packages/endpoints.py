@@ -5,10 +5,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import ClientDisconnect
 
 from skylift.context import AppContext
 from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
-from skylift.kit.errors import NotFound, error_responses
+from skylift.kit.errors import BadRequest, NotFound, error_responses
 from skylift.kit.guards import lift_body_limit
 from skylift.kit.ids import ID_LIMIT, Id
 from skylift.kit.schemas import ItemsOut
@@ -66,24 +67,29 @@ async def create_package(request: Request, context: ContextDep, session: Session
     async with context.database.transaction() as params_session:
         parameters = await get_parameters(params_session)
     limits = UploadLimits(max_file_bytes=parameters.max_file_bytes, allowed_extensions=parameters.allowed_extensions)
-    form = await receive_form(
-        request.headers.get("content-type"), request.stream(), context.storage.open_upload, limits
-    )
+    try:
+        form = await receive_form(
+            request.headers.get("content-type"), request.stream(), context.storage.open_upload, limits
+        )
+    except ClientDisconnect:
+        # Not a server error: the partial files are already removed and nobody is left to answer.
+        raise BadRequest("the client went away before the upload was complete", field="file") from None
     try:
         package = await service.create_package(session, form)
+        audit.record(
+            session,
+            actor,
+            "package.create",
+            "package",
+            package.id,
+            version=package.version,
+            files=[f.name for f in package.files],
+        )
+        return await _out(context, session, package)
     except BaseException:
+        # The transaction rolls back: remove the files, stored or not (a crash is left to the start's sweep).
         await form.discard()
         raise
-    audit.record(
-        session,
-        actor,
-        "package.create",
-        "package",
-        package.id,
-        version=package.version,
-        files=[f.name for f in package.files],
-    )
-    return await _out(context, session, package)
 
 
 async def _out(context: AppContext, session: AsyncSession, package: Package) -> PackageOut:

@@ -87,7 +87,6 @@ async def create_package(session: AsyncSession, form: ReceivedForm) -> Package:
     )
     for position, received in enumerate(form.files):
         md5, sha256 = received.sink.digests()
-        key = await received.sink.commit()
         package.files.append(
             PackageFile(
                 position=position,
@@ -95,11 +94,14 @@ async def create_package(session: AsyncSession, form: ReceivedForm) -> Package:
                 size=received.sink.size,
                 md5=md5,
                 sha256=sha256,
-                storage_key=key,
+                storage_key=received.sink.key,
             )
         )
     session.add(package)
     await session.flush()
+    # Files move into place only once the row is accepted, right before the request commits it.
+    for received in form.files:
+        await received.sink.commit()
     return package
 
 
