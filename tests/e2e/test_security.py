@@ -58,12 +58,12 @@ class TestDeviceLogin:
         old = SimDevice.token(server, device, client_id="device-number-1").connect()
         new = SimDevice.token(server, device, client_id="device-number-2").connect()
         wait_until(lambda: not old.connected, what="the older connection to be closed")
+        old.client.loop_stop()  # paho would reconnect by itself and take the device back
         # The old socket's disconnect must not mark the device offline while the new one is live.
         assert api.get(f"/devices/{device['id']}").json()["online"] is True
         fleet.campaign(fleet.package(firmware(500, seed=21), "1.0.2")["id"])
         assert new.notice()["params"]["version"] == "1.0.2"
         new.disconnect()
-        old.client.loop_stop()
 
 
 class TestTopicOwnership:
