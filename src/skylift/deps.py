@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.context import AppContext
 from skylift.kit.errors import Unauthorized
+from skylift.system.audit import Actor
 
 _bearer = HTTPBearer(auto_error=False, description="The admin token")
 
@@ -45,15 +46,16 @@ def is_admin_token(context: AppContext, presented: bytes | None) -> bool:
 
 def require_admin(
     context: ContextDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
+) -> Actor:
     # Header values reach us decoded as Latin-1; encoding back gives the bytes that were sent.
     presented = None if credentials is None else credentials.credentials.encode("latin-1")
     if not is_admin_token(context, presented):
         raise Unauthorized(ADMIN_REFUSAL)
-    return "admin"
+    # The time the request is handled at, read once here: audit entries are stamped with it.
+    return Actor(name="admin", at=context.clock.now())
 
 
-AdminDep = Annotated[str, Depends(require_admin)]
+AdminDep = Annotated[Actor, Depends(require_admin)]
 
 
 def get_now(context: ContextDep) -> datetime:

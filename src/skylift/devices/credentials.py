@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -147,15 +147,14 @@ async def authenticate(
 
 
 async def authenticate_signed(
-    session: AsyncSession, product_key: str, device_name: str, timestamp: str, sign: str, now_ms: int | None = None
+    session: AsyncSession, product_key: str, device_name: str, timestamp: str, sign: str, now: datetime
 ) -> DeviceIdentity | None:
     """An HTTP product-key device: `X-Sign` over its names and a millisecond timestamp close to now."""
     if any(not value or len(value) > MAX_CREDENTIAL_LENGTH for value in (product_key, device_name, timestamp, sign)):
         return None
     if not (timestamp.isascii() and timestamp.isdigit()):
         return None
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    if abs(now - int(timestamp)) > HTTP_SIGNATURE_WINDOW_MS:
+    if abs(int(now.timestamp() * 1000) - int(timestamp)) > HTTP_SIGNATURE_WINDOW_MS:
         return None
     device = await _by_key(session, product_key, device_name)
     if device is None:

@@ -41,7 +41,9 @@ async def authenticate_device(
         if bearer is not None:
             identity = await credentials.by_token(session, bearer.credentials)
         elif x_product_key and x_device_name and x_timestamp and x_sign:
-            identity = await credentials.authenticate_signed(session, x_product_key, x_device_name, x_timestamp, x_sign)
+            identity = await credentials.authenticate_signed(
+                session, x_product_key, x_device_name, x_timestamp, x_sign, context.clock.now()
+            )
         else:
             raise Unauthorized(
                 "device credentials are required: Authorization: Bearer <access token>, "

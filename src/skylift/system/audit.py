@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -10,16 +12,33 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skylift.system.models import AuditEvent
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, and when the request they act through is handled."""
+
+    name: str
+    at: datetime
+
+
 def record(
     session: AsyncSession,
-    actor: str,
+    actor: Actor,
     action: str,
     target_type: str,
     target_id: int | None,
     **details: Any,
 ) -> None:
     """Add an audit event to the current transaction: it is kept only if the action itself commits."""
-    session.add(AuditEvent(actor=actor, action=action, target_type=target_type, target_id=target_id, details=details))
+    session.add(
+        AuditEvent(
+            actor=actor.name,
+            at=actor.at,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            details=details,
+        )
+    )
 
 
 async def list_events(

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skylift.db.base import Base, TimestampMixin, UtcDateTime, utcnow
+from skylift.db.base import Base, TimestampMixin, UtcDateTime
 
 
 class SystemParameter(TimestampMixin, Base):
@@ -24,7 +24,7 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     target_type: Mapped[str] = mapped_column(String(32), index=True)
