@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skylift import __version__
 from skylift.broker.embedded import EmbeddedBroker
+from skylift.campaigns import actions as campaign_actions
 from skylift.campaigns import outbox
 from skylift.campaigns import results as campaign_results
 from skylift.campaigns.endpoints import package_results_router
@@ -107,6 +108,7 @@ def build_context(settings: Settings) -> tuple[AppContext, bool]:
         signer=UrlSigner(secret),
         admin_token=admin_token,
         verification_of=campaign_results.verification_out,
+        package_switched=campaign_actions.package_switched,
     )
     return context, created
 
@@ -197,7 +199,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     for router in routers:
         api.include_router(router)
     app.include_router(api)
-    app.include_router(downloads_router, responses=error_responses(403, 404, 422))
+    app.include_router(downloads_router, responses=error_responses(403, 404, 410, 422))
     app.include_router(device_api_router)
 
     @app.get("/healthz", tags=["health"])

@@ -9,7 +9,7 @@ from skylift.config import Settings
 from skylift.db.session import Database
 from skylift.kit.clock import Clock, SystemClock
 from skylift.kit.signing import UrlSigner
-from skylift.packages.ports import VerificationOf
+from skylift.packages.ports import PackageSwitched, VerificationOf
 from skylift.packages.storage import LocalStorage
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class AppContext:
     admin_token: str
     clock: Clock = field(default_factory=SystemClock)
     verification_of: VerificationOf | None = field(default=None)
+    package_switched: PackageSwitched | None = field(default=None)
     hub: DeviceHub | None = field(default=None)
     engine: RolloutEngine | None = field(default=None)
 

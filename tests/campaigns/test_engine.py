@@ -302,9 +302,10 @@ class TestFailureIsolation:
     def test_a_campaign_whose_step_fails_is_paused_and_the_others_go_on(
         self, world: World, run: Callable[..., Any]
     ) -> None:
-        run(world.add_devices(2, online=True))
-        poisoned = run(world.create(schedule={"start_at": (NOW + timedelta(minutes=1)).isoformat()}))
-        healthy = run(world.create(schedule={"start_at": (NOW + timedelta(minutes=1)).isoformat()}))
+        first, second = run(world.add_devices(2, online=True))
+        later = {"start_at": (NOW + timedelta(minutes=1)).isoformat()}
+        poisoned = run(world.create(device_ids=[first], schedule=later))
+        healthy = run(world.create(device_ids=[second], schedule=later))
 
         # A row the API would refuse today (422), as an older version may have stored it.
         async def poison(session: Any) -> None:
@@ -312,8 +313,7 @@ class TestFailureIsolation:
             campaign.timeout_minutes = 1e16
 
         run(world.run(poison))
-        later = ManualClock(NOW + timedelta(minutes=2))
-        engine = RolloutEngine(world.database, 60, later)
+        engine = RolloutEngine(world.database, 60, ManualClock(NOW + timedelta(minutes=2)))
         run(engine.tick())
 
         async def states(session: Any) -> dict[int, tuple[str, str | None]]:

@@ -74,6 +74,7 @@ async def create_campaign(
         timeout_minutes=data.timeout_minutes,
         retry_count=data.retry_count,
         retry_interval_minutes=data.retry_interval_minutes,
+        supersede=data.supersede,
         state="scheduled",
     )
     if campaign.cron:
@@ -182,6 +183,8 @@ async def resume(session: AsyncSession, campaign_id: int, now: datetime) -> Camp
         raise CampaignConflict(f"only a paused campaign can be resumed; this one is {campaign.state}", field="id")
     if (campaign.paused_reason or "").startswith(APPROVAL_PREFIX):
         raise CampaignConflict("this campaign waits for approval of its next group: approve it instead", field="id")
+    if not campaign.package.enabled:
+        raise CampaignConflict(f"package {campaign.package_id} is disabled: enable it first", field="id")
     # Failures seen so far are acknowledged: the error threshold judges only what happens next.
     tally = await tallies(session, campaign)
     campaign.acknowledged_failed, campaign.acknowledged_finished = tally.failed, tally.finished
@@ -203,3 +206,13 @@ async def approve(session: AsyncSession, campaign_id: int, now: datetime) -> Cam
     campaign.state, campaign.paused_reason = "running", None
     await advance(session, campaign, now)
     return campaign
+
+
+async def package_switched(session: AsyncSession, package: Package, now: datetime) -> None:
+    """A package was disabled (or enabled): its active campaigns react now, in the same transaction."""
+    campaigns = await session.scalars(
+        select(Campaign).where(Campaign.package_id == package.id, Campaign.state.in_(("scheduled", "running")))
+    )
+    for campaign in campaigns:
+        campaign.package = package
+        await advance(session, campaign, now)

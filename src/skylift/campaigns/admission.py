@@ -9,10 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import policy
-from skylift.campaigns.attempts import new_attempt, next_rank
+from skylift.campaigns.attempts import apply_event, new_attempt, next_rank
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.queries import pairs
-from skylift.campaigns.state import DeviceState
+from skylift.campaigns.queries import OPEN_STATES, pairs
+from skylift.campaigns.state import Canceled, DeviceState
 from skylift.kit.versions import same_version
 from skylift.packages.models import Package
 from skylift.registry.models import Device, DeviceVersion
@@ -34,8 +34,12 @@ def _matches_target(campaign: Campaign, device: Device, reported: str | None) ->
 async def admit(session: AsyncSession, campaign: Campaign, package: Package, now: datetime) -> list[CampaignDevice]:
     """Add the product's devices that match the campaign and are not in it yet.
 
-    Devices already on the target version are recorded as skipped. The rest are ordered by a stable
-    pseudo-random rank and split into the staged groups; late arrivals join the group being rolled out.
+    A device already on the target version is recorded as skipped; so, in a static campaign, is a
+    device a diff package does not apply to (not on its source version) and a device busy with an
+    open attempt on the same module in another campaign, unless the campaign supersedes such
+    attempts (they are canceled). A dynamic campaign leaves those two for a later admission. The
+    rest are ordered by a stable pseudo-random rank and split into the staged groups; late arrivals
+    join the group being rolled out. One module never has two open attempts on one device.
     """
     known = select(CampaignDevice.device_id).where(CampaignDevice.campaign_id == campaign.id)
     candidates = list(
@@ -49,37 +53,81 @@ async def admit(session: AsyncSession, campaign: Campaign, package: Package, now
     )
     if not candidates:
         return []
+    ids = [d.id for d in candidates]
     reported: dict[int, str] = await pairs(
         session,
         select(DeviceVersion.device_id, DeviceVersion.version).where(
-            DeviceVersion.device_id.in_([d.id for d in candidates]), DeviceVersion.module == package.module
+            DeviceVersion.device_id.in_(ids), DeviceVersion.module == package.module
         ),
     )
+    busy = await _open_elsewhere(session, campaign, package, ids)
     matching = [d for d in candidates if _matches_target(campaign, d, reported.get(d.id))]
     matching.sort(key=lambda d: policy.stable_share(d.product_id, d.id))
+    skips = {d.id: _skip_reason(campaign, package, reported.get(d.id), busy.get(d.id)) for d in matching}
+    if campaign.mode == "dynamic":
+        # Not on the diff's source yet, or busy: such a device may be taken at a later admission.
+        matching = [d for d in matching if skips[d.id] is None or skips[d.id] == _ON_TARGET]
     first_admission = campaign.started_at is None and not await _has_attempts(session, campaign)
     rank = await next_rank(session, campaign)
-    to_roll = [d for d in matching if not _on_target(reported.get(d.id), package)]
-    bounds = policy.group_bounds(len(to_roll), campaign.groups or [100])
+    bounds = policy.group_bounds(sum(1 for d in matching if skips[d.id] is None), campaign.groups or [100])
     added: list[CampaignDevice] = []
     position = 0
     for device in matching:
         attempt = new_attempt(campaign, package, device.id, rank)
-        if _on_target(reported.get(device.id), package):
+        reason = skips[device.id]
+        if reason is not None:
             attempt.state = DeviceState.SKIPPED.value
-            attempt.step_desc = f"already on {reported[device.id]}"
+            attempt.step_desc = f"already on {reported[device.id]}" if reason == _ON_TARGET else reason
             attempt.finished_at = now
-        elif first_admission:
-            attempt.group_index = policy.group_index(position, bounds)
-            position += 1
         else:
-            attempt.group_index = campaign.current_group
+            for other in busy.get(device.id, []):
+                apply_event(other, Canceled(), now)  # supersede: never two open attempts for one module
+                other.step_desc = f"superseded by campaign {campaign.id}"
+            if first_admission:
+                attempt.group_index = policy.group_index(position, bounds)
+                position += 1
+            else:
+                attempt.group_index = campaign.current_group
         attempt.device = device
         rank += 1
         added.append(attempt)
     session.add_all(added)
     await session.flush()
     return added
+
+
+_ON_TARGET = "on target"
+
+
+def _skip_reason(
+    campaign: Campaign, package: Package, reported: str | None, busy: list[CampaignDevice] | None
+) -> str | None:
+    """Why a matching device is not rolled out, or None."""
+    if _on_target(reported, package):
+        return _ON_TARGET
+    if package.type == "diff" and not (reported is not None and same_version(reported, package.source_version)):
+        return "not on a source version"
+    if busy and not campaign.supersede:
+        return f"busy in campaign {busy[0].campaign_id}"
+    return None
+
+
+async def _open_elsewhere(
+    session: AsyncSession, campaign: Campaign, package: Package, device_ids: list[int]
+) -> dict[int, list[CampaignDevice]]:
+    """The devices' open attempts on the package's module in other campaigns."""
+    rows = await session.scalars(
+        select(CampaignDevice).where(
+            CampaignDevice.device_id.in_(device_ids),
+            CampaignDevice.module == package.module,
+            CampaignDevice.state.in_(OPEN_STATES),
+            CampaignDevice.campaign_id != campaign.id,
+        )
+    )
+    found: dict[int, list[CampaignDevice]] = {}
+    for row in rows:
+        found.setdefault(row.device_id, []).append(row)
+    return found
 
 
 def _on_target(reported: str | None, package: Package) -> bool:

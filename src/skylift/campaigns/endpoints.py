@@ -24,20 +24,20 @@ async def create_campaign(
     https = context.settings.resolved_public_https_url is not None
     campaign = await actions.create_campaign(session, body, now, https_available=https)
     audit.record(session, actor, "campaign.create", "campaign", campaign.id, **body.model_dump(mode="json"))
-    return await results.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign, now)
 
 
 @router.get("", response_model=ItemsOut[CampaignOut])
 async def list_campaigns(
-    session: SessionDep, _: AdminDep, product_id: Id | None = None, package_id: Id | None = None
+    session: SessionDep, _: AdminDep, now: NowDep, product_id: Id | None = None, package_id: Id | None = None
 ) -> ItemsOut[CampaignOut]:
     campaigns = await results.list_campaigns(session, product_id, package_id)
-    return ItemsOut(items=[await results.campaign_out(session, c) for c in campaigns])
+    return ItemsOut(items=[await results.campaign_out(session, c, now) for c in campaigns])
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-async def read_campaign(campaign_id: Id, session: SessionDep, _: AdminDep) -> CampaignOut:
-    return await results.campaign_out(session, await get_campaign(session, campaign_id))
+async def read_campaign(campaign_id: Id, session: SessionDep, _: AdminDep, now: NowDep) -> CampaignOut:
+    return await results.campaign_out(session, await get_campaign(session, campaign_id), now)
 
 
 @router.get("/{campaign_id}/devices", response_model=ItemsOut[CampaignDeviceOut])
@@ -53,17 +53,17 @@ async def campaign_results(campaign_id: Id, session: SessionDep, _: AdminDep) ->
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)
-async def pause(campaign_id: Id, session: SessionDep, actor: AdminDep) -> CampaignOut:
+async def pause(campaign_id: Id, session: SessionDep, actor: AdminDep, now: NowDep) -> CampaignOut:
     campaign = await actions.pause(session, campaign_id)
     audit.record(session, actor, "campaign.pause", "campaign", campaign_id)
-    return await results.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign, now)
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
 async def resume(campaign_id: Id, session: SessionDep, actor: AdminDep, now: NowDep) -> CampaignOut:
     campaign = await actions.resume(session, campaign_id, now)
     audit.record(session, actor, "campaign.resume", "campaign", campaign_id)
-    return await results.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign, now)
 
 
 @router.post("/{campaign_id}/approve", response_model=CampaignOut)
@@ -71,7 +71,7 @@ async def approve(campaign_id: Id, session: SessionDep, actor: AdminDep, now: No
     """Start the next staged group."""
     campaign = await actions.approve(session, campaign_id, now)
     audit.record(session, actor, "campaign.approve", "campaign", campaign_id, group=campaign.current_group)
-    return await results.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign, now)
 
 
 @router.post("/{campaign_id}/retry", response_model=CampaignOut)
@@ -86,7 +86,7 @@ async def retry(
     device_ids = body.device_ids if body else None
     campaign = await actions.retry(session, campaign_id, device_ids, now)
     audit.record(session, actor, "campaign.retry", "campaign", campaign_id, device_ids=device_ids)
-    return await results.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign, now)
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
@@ -97,7 +97,7 @@ async def cancel(
     device_ids = body.device_ids if body else None
     campaign = await actions.cancel(session, campaign_id, device_ids, now)
     audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=device_ids)
-    return await results.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign, now)
 
 
 @router.post("/{campaign_id}/devices/{device_id}/retry", response_model=CampaignOut)
@@ -106,7 +106,7 @@ async def retry_device(
 ) -> CampaignOut:
     campaign = await actions.retry(session, campaign_id, [device_id], now)
     audit.record(session, actor, "campaign.retry", "campaign", campaign_id, device_ids=[device_id])
-    return await results.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign, now)
 
 
 @router.post("/{campaign_id}/devices/{device_id}/cancel", response_model=CampaignOut)
@@ -115,7 +115,7 @@ async def cancel_device(
 ) -> CampaignOut:
     campaign = await actions.cancel(session, campaign_id, [device_id], now)
     audit.record(session, actor, "campaign.cancel", "campaign", campaign_id, device_ids=[device_id])
-    return await results.campaign_out(session, campaign)
+    return await results.campaign_out(session, campaign, now)
 
 
 package_results_router = APIRouter(prefix="/packages", tags=["packages"])

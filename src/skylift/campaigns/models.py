@@ -50,6 +50,8 @@ class Campaign(TimestampMixin, Base):
     timeout_minutes: Mapped[float | None] = mapped_column(Float, default=None)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     retry_interval_minutes: Mapped[float] = mapped_column(Float, default=5.0)
+    # A busy device's open attempt in another campaign is canceled (superseded) instead of the device skipped.
+    supersede: Mapped[bool] = mapped_column(Boolean, default=False)
     # Failures already seen when an operator resumed: the error threshold judges only what follows.
     acknowledged_failed: Mapped[int] = mapped_column(Integer, default=0)
     acknowledged_finished: Mapped[int] = mapped_column(Integer, default=0)

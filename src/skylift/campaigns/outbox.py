@@ -43,7 +43,16 @@ async def claim(session: AsyncSession, limit: int) -> list[NoticeOutbox]:
     query = (
         select(NoticeOutbox)
         .join(Device, Device.id == NoticeOutbox.device_id)
-        .where(NoticeOutbox.sent_at.is_(None), Device.online.is_(True), Device.listening.is_(True))
+        .join(CampaignDevice, CampaignDevice.id == NoticeOutbox.attempt_id)
+        .join(Campaign, Campaign.id == CampaignDevice.campaign_id)
+        .join(Package, Package.id == Campaign.package_id)
+        # A disabled package's notices wait (its campaigns are paused): none goes out until it is enabled.
+        .where(
+            NoticeOutbox.sent_at.is_(None),
+            Device.online.is_(True),
+            Device.listening.is_(True),
+            Package.enabled.is_(True),
+        )
         .order_by(NoticeOutbox.id)
         .limit(limit)
         .options(

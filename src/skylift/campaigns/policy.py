@@ -142,4 +142,26 @@ def next_cron_run(expression: str, after: datetime, tz: str = "UTC") -> datetime
 
 
 def valid_cron(expression: str) -> bool:
-    return bool(croniter.is_valid(expression))
+    """The standard five fields (minute hour day month weekday); croniter would also read a sixth
+    field as seconds (or a year), which schedules something else than an operator means."""
+    return len(expression.split()) == 5 and bool(croniter.is_valid(expression))
+
+
+def next_window_start(window: Window, now: datetime) -> datetime:
+    """When the window next opens after `now` (now itself if it is open)."""
+    if window.contains(now):
+        return now
+    zone = ZoneInfo(window.tz)
+    local = now.astimezone(zone)
+    opening = datetime.combine(local.date(), window.start, tzinfo=zone)
+    if opening <= local:
+        opening += timedelta(days=1)
+    return opening.astimezone(now.tzinfo)
+
+
+def next_pacing_slot(now: datetime, recent_sends: Sequence[datetime], max_per_minute: int) -> datetime:
+    """When the next notice may leave under pacing: as the oldest send in the window drops out of it."""
+    in_window = sorted(sent for sent in recent_sends if now - sent < PACING_WINDOW)
+    if len(in_window) < max_per_minute:
+        return now
+    return in_window[len(in_window) - max_per_minute] + PACING_WINDOW

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from skylift.campaigns import rollout
 from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES, attempts_where, get_campaign, pairs
 from skylift.campaigns.schemas import CampaignDeviceOut, CampaignOut, Results, TimelinePoint
@@ -131,8 +132,10 @@ def success_rate(counts: dict[str, int]) -> tuple[int, float]:
     return targeted, rate
 
 
-async def campaign_out(session: AsyncSession, campaign: Campaign) -> CampaignOut:
+async def campaign_out(session: AsyncSession, campaign: Campaign, now: datetime) -> CampaignOut:
+    """The campaign as the API shows it at `now`, with why it is waiting and when it next acts."""
     counts = await state_counts(session, campaign.id)
+    waiting_reason, next_run_at = await rollout.waiting(session, campaign, now)
     targeted, rate = success_rate(counts)
     schedule: dict[str, object] = {
         "start_at": campaign.start_at,
@@ -169,13 +172,15 @@ async def campaign_out(session: AsyncSession, campaign: Campaign) -> CampaignOut
         ext_data=dict(campaign.ext_data or {}),
         state=campaign.state,
         paused_reason=campaign.paused_reason,
+        waiting_reason=waiting_reason,
+        supersede=campaign.supersede,
         targeted=targeted,
         counts=counts,
         success_rate=rate,
         failure_reasons=await failure_reasons(session, [campaign.id]),
         created_at=campaign.created_at,
         started_at=campaign.started_at,
-        next_run_at=campaign.next_run_at,
+        next_run_at=next_run_at or campaign.next_run_at,
         finished_at=campaign.finished_at,
     )
 

@@ -31,6 +31,8 @@ from skylift.packages.models import Package
 
 log = logging.getLogger(__name__)
 
+PACKAGE_DISABLED = "package disabled"
+
 
 async def advance(session: AsyncSession, campaign: Campaign, now: datetime, housekeeping: bool = True) -> None:
     """Bring one campaign up to date: start, admit, time out, retry, judge thresholds, notify, finish.
@@ -41,6 +43,11 @@ async def advance(session: AsyncSession, campaign: Campaign, now: datetime, hous
     if campaign.state in CLOSED_CAMPAIGN_STATES:
         return
     package = campaign.package
+    if not package.enabled:
+        # Disabling a package stops its rollout (seed 003: 禁用); an operator resumes once it is enabled.
+        if campaign.state in ("scheduled", "running"):
+            campaign.state, campaign.paused_reason = "paused", PACKAGE_DISABLED
+        return
     if campaign.state == "scheduled":
         due = campaign.start_at is None or campaign.start_at <= now
         if campaign.cron:
@@ -171,11 +178,8 @@ async def _advance_group(session: AsyncSession, campaign: Campaign) -> None:
 async def _notify_pending(session: AsyncSession, campaign: Campaign, now: datetime) -> None:
     if _ended(campaign, now):
         return
-    if campaign.window and not policy.Window(
-        start=datetime.strptime(campaign.window["start"][:5], "%H:%M").time(),
-        end=datetime.strptime(campaign.window["end"][:5], "%H:%M").time(),
-        tz=campaign.window.get("tz", "UTC"),
-    ).contains(now):
+    window = _window(campaign)
+    if window is not None and not window.contains(now):
         return
     allowance = await _pacing_allowance(session, campaign, now)
     pending = await attempts_where(
@@ -201,17 +205,67 @@ async def _notify_pending(session: AsyncSession, campaign: Campaign, now: dateti
             allowance -= 1
 
 
-async def _pacing_allowance(session: AsyncSession, campaign: Campaign, now: datetime) -> int | None:
-    """How many notices may leave now; None (unpaced) costs no query."""
-    if campaign.max_per_minute is None:
+def _window(campaign: Campaign) -> policy.Window | None:
+    if not campaign.window:
         return None
+    return policy.Window(
+        start=datetime.strptime(campaign.window["start"][:5], "%H:%M").time(),
+        end=datetime.strptime(campaign.window["end"][:5], "%H:%M").time(),
+        tz=campaign.window.get("tz", "UTC"),
+    )
+
+
+async def waiting(session: AsyncSession, campaign: Campaign, now: datetime) -> tuple[str | None, datetime | None]:
+    """Why the campaign sends no notice now, and when it next may: (reason, time), or (None, None)."""
+    if campaign.state == "paused":
+        return campaign.paused_reason, None
+    if campaign.state == "scheduled":
+        if campaign.start_at is not None and campaign.start_at > now:
+            return "waiting for its start time", campaign.start_at
+        if campaign.cron and campaign.next_run_at is not None:
+            return "waiting for its next scheduled run", campaign.next_run_at
+    if campaign.state != "running" or not campaign.push:
+        return None, None
+    if campaign.cron and campaign.next_run_at is not None and campaign.next_run_at > now:
+        return "waiting for its next scheduled run", campaign.next_run_at
+    pending = await session.scalar(
+        select(func.count()).where(
+            CampaignDevice.campaign_id == campaign.id,
+            CampaignDevice.state == DeviceState.PENDING.value,
+            CampaignDevice.group_index <= campaign.current_group,
+        )
+    )
+    if not pending:
+        return None, None
+    window = _window(campaign)
+    if window is not None and not window.contains(now):
+        return f"outside its window {window.start:%H:%M}–{window.end:%H:%M} {window.tz}", policy.next_window_start(
+            window, now
+        )
+    if campaign.max_per_minute is not None and await _pacing_allowance(session, campaign, now) == 0:
+        recent = await _recent_notices(session, campaign, now)
+        return (
+            f"pacing: at most {campaign.max_per_minute} notices a minute",
+            policy.next_pacing_slot(now, recent, campaign.max_per_minute),
+        )
+    return None, None
+
+
+async def _recent_notices(session: AsyncSession, campaign: Campaign, now: datetime) -> list[datetime]:
     recent = await session.scalars(
         select(CampaignDevice.notified_at).where(
             CampaignDevice.campaign_id == campaign.id,
             CampaignDevice.notified_at > now - policy.PACING_WINDOW,
         )
     )
-    return policy.notices_allowed(now, [t for t in recent if t is not None], campaign.max_per_minute)
+    return [t for t in recent if t is not None]
+
+
+async def _pacing_allowance(session: AsyncSession, campaign: Campaign, now: datetime) -> int | None:
+    """How many notices may leave now; None (unpaced) costs no query."""
+    if campaign.max_per_minute is None:
+        return None
+    return policy.notices_allowed(now, await _recent_notices(session, campaign, now), campaign.max_per_minute)
 
 
 async def finish_if_done(session: AsyncSession, campaign: Campaign, now: datetime) -> None:

@@ -75,7 +75,8 @@ class Schedule(BaseModel):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None and not valid_cron(value):
-            raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday)")
+            hint = " (seconds are not supported: drop the first field)" if len(value.split()) == 6 else ""
+            raise ValueError(f"{value!r} is not a cron expression of five fields: minute hour day month weekday{hint}")
         return value
 
     @model_validator(mode="after")
@@ -145,6 +146,11 @@ class CampaignCreate(BaseModel):
     retry_count: int = Field(default=0, ge=0, le=20, description="Automatic retries of a failed device")
     retry_interval_minutes: float = Field(default=5, ge=0, le=7 * 24 * 60, description="At most a week")
     ext_data: dict[str, ExtValue] = Field(default_factory=dict, description="Passed to devices as extData")
+    supersede: bool = Field(
+        default=False,
+        description="A device with an open attempt on the same module in another campaign: cancel that attempt "
+        "(superseded) instead of skipping the device (busy)",
+    )
 
     @field_validator("source_versions")
     @classmethod
@@ -212,7 +218,11 @@ class CampaignOut(BaseModel):
     retry_count: int
     retry_interval_minutes: float
     ext_data: dict[str, ExtValue]
+    supersede: bool
     state: str = Field(description="scheduled, running, paused, finished, canceled or aborted")
+    waiting_reason: str | None = Field(
+        default=None, description="Why no notice goes out now: start time, cron, window, pacing, approval, package"
+    )
     paused_reason: str | None
     targeted: int = Field(description="Devices in the campaign, not counting skipped ones")
     counts: dict[str, int]

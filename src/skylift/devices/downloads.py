@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import selectinload
 from starlette.background import BackgroundTask
 from starlette.responses import FileResponse
 from starlette.types import Receive, Scope, Send
 
 from skylift.deps import ContextDep
 from skylift.kit.canonical_headers import canonical_send
-from skylift.kit.errors import Forbidden, NotFound
+from skylift.kit.errors import Forbidden, Gone, NotFound
 from skylift.kit.ids import Id
 from skylift.packages.models import PackageFile
 from skylift.packages.urls import DOWNLOAD_ROUTE, download_path
@@ -56,11 +57,13 @@ async def download(
     grant: str = "",
 ) -> DownloadResponse:
     async with context.database.transaction() as session:
-        file = await session.get(PackageFile, file_id)
+        file = await session.get(PackageFile, file_id, options=[selectinload(PackageFile.package)])
     if file is None or file.name != filename:
         raise NotFound("no such file", field="file_id")
     if not context.signer.verify(download_path(file), expires, signature, context.clock.now(), grant):
         raise Forbidden("the download URL is invalid or has expired", field="signature")
+    if not file.package.enabled:
+        raise Gone("the package was disabled: its files are not handed out", field="file_id")
     background = None
     if grant and request.method == "GET" and reaches_end(request.headers.get("range"), file.size):
         background = BackgroundTask(context.device_hub.download_finished, grant)

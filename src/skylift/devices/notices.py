@@ -69,6 +69,7 @@ class Notifier:
             sign_method=package.sign_method,
             files=files,
             ext_data=dict(campaign.ext_data or {}),
+            is_diff=package.type == "diff",
             stream_id=attempt.id if stream else None,
         )
 

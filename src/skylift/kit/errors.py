@@ -57,6 +57,11 @@ class Forbidden(SkyliftError):
     code = "forbidden"
 
 
+class Gone(SkyliftError):
+    status_code = 410
+    code = "gone"
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="Machine-readable, e.g. not_found, conflict, invalid, unauthorized")
     message: str
@@ -75,6 +80,7 @@ _MEANINGS = {
     403: "Not allowed, or the signature is invalid or expired",
     404: "No such resource",
     409: "Conflicts with the current state",
+    410: "No longer available (the package was disabled)",
     413: "The body is too large",
     422: "Invalid input; `field` names it",
 }

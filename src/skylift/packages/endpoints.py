@@ -114,9 +114,13 @@ async def read_package(package_id: Id, context: ContextDep, session: SessionDep,
 
 @router.patch("/{package_id}", response_model=PackageOut)
 async def patch_package(
-    package_id: Id, body: PackagePatch, context: ContextDep, session: SessionDep, actor: AdminDep
+    package_id: Id, body: PackagePatch, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
 ) -> PackageOut:
+    """Change the description, or enable / disable the package: disabling stops its rollout at once
+    (its running campaigns pause, no notice goes out, its download URLs answer 410)."""
     package = await service.update_package(session, package_id, body)
+    if body.enabled is not None and context.package_switched is not None:
+        await context.package_switched(session, package, now)
     audit.record(session, actor, "package.update", "package", package_id, **body.model_dump(exclude_none=True))
     return await _out(context, session, package)
 

@@ -83,6 +83,8 @@ class Notice:
     sign_method: str  # "MD5" or "SHA256"
     files: list[NoticeFile]
     ext_data: dict[str, Any] = field(default_factory=dict)
+    # A binary delta from the device's current version: devices must know before they apply it.
+    is_diff: bool = False
     # Set for campaigns whose protocol is mqtt: the device fetches blocks of this stream.
     stream_id: int | None = None
 

@@ -215,6 +215,9 @@ def command(notice: Notice | None, module: str, message_id: MessageId) -> dict[s
             ]
         if notice.stream_id is not None:
             params.update({"dProtocol": "mqtt", "streamId": notice.stream_id, "streamFileId": first.stream_file_id})
+        if notice.is_diff:
+            params["isDiff"] = 1  # Alibaba's field
+        # extData last: Link SDK 4 takes the first matching key anywhere in the payload.
         if notice.ext_data:
             params["extData"] = notice.ext_data
     return {"method": UPGRADE_METHOD, "params": params, "command_name": COMMAND_NAME, "id": message_id}

@@ -23,6 +23,9 @@ def notice_data(notice: Notice, style: str = "alibaba") -> dict[str, Any]:
     data["signMethod"] = method_names[notice.sign_method]
     if notice.module != DEFAULT_MODULE:
         data["module"] = notice.module
+    if notice.is_diff:
+        data["isDiff"] = 1  # Alibaba's field
+    # extData last: Link SDK 4 takes the first matching key anywhere in the payload.
     if notice.ext_data:
         data["extData"] = notice.ext_data
     return data

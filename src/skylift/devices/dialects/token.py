@@ -52,6 +52,9 @@ def render_notice(notice: Notice) -> bytes:
     params["signMethod"] = SIGN_METHOD_NAMES[notice.sign_method]
     if notice.module != DEFAULT_MODULE:
         params["module"] = notice.module
+    if notice.is_diff:
+        params["isDiff"] = 1  # Alibaba's field
+    # extData last: Link SDK 4 takes the first matching key anywhere in the payload.
     if notice.ext_data:
         params["extData"] = notice.ext_data
     return _envelope(notice.message_id, params)
