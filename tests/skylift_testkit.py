@@ -255,7 +255,8 @@ class SimDevice:
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
         self.client.connect("127.0.0.1", self.server.mqtt_port, keepalive=30)
         self.client.loop_start()
-        wait_until(lambda: self.connack is not None, what="CONNACK")
+        # Generous: a slow machine (or the shifted-date run) accepts a burst of connections slowly.
+        wait_until(lambda: self.connack is not None, timeout=30, what="CONNACK")
         if self.connected and subscribe:
             codes = self.subscribe(f"/ota/device/upgrade/{self.topic_id}")
             assert not codes[0].is_failure, codes
@@ -264,7 +265,7 @@ class SimDevice:
     def try_connect(self) -> ReasonCode:
         self.client.connect("127.0.0.1", self.server.mqtt_port, keepalive=30)
         self.client.loop_start()
-        return wait_until(lambda: self.connack, what="CONNACK")
+        return wait_until(lambda: self.connack, timeout=30, what="CONNACK")
 
     def subscribe(self, topic: str) -> list[ReasonCode]:
         self._subscriptions.append(topic)
@@ -309,7 +310,10 @@ class SimDevice:
 
     def disconnect(self) -> None:
         self.client.disconnect()
-        self.client.loop_stop()
+        try:
+            self.client.loop_stop()
+        except AttributeError:
+            pass  # paho: the loop thread ended by itself between loop_stop's check and its join
 
 
 def md5(data: bytes) -> str:

@@ -123,7 +123,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         await upgrade_to_head(context.database)
         async with context.database.transaction() as session:
             await device_service.mark_all_offline(session)
-        await reconcile_storage(context.database, context.storage, context.clock.now(), settings.storage_sweep_min_age)
+        await reconcile_storage(context.database, context.storage, settings.storage_sweep_min_age)
         hub = DeviceHub(
             context.database,
             Notifier(settings, context.signer),

@@ -7,7 +7,6 @@ import signal
 import socket
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -24,7 +23,10 @@ TWO_HOURS = 2 * 3600
 
 
 def files_in(folder: Path) -> set[str]:
-    return {entry.name for entry in folder.iterdir() if entry.is_file()} if folder.exists() else set()
+    """The files an operator would see there (dot files, such as the storage's clock marker, left out)."""
+    if not folder.exists():
+        return set()
+    return {entry.name for entry in folder.iterdir() if entry.is_file() and not entry.name.startswith(".")}
 
 
 def stored(server: Server) -> set[str]:
@@ -165,7 +167,8 @@ class TestRefusedUploadsLeaveNoFile:
 
 
 def backdate(path: Path, seconds: int) -> None:
-    then = time.time() - seconds
+    # Relative to the time the file system gave the file: the test's clock may be shifted.
+    then = path.stat().st_mtime - seconds
     os.utime(path, (then, then))
 
 

@@ -57,8 +57,12 @@ def plan_sweep(
     return plan
 
 
-async def reconcile_storage(database: Database, storage: LocalStorage, now: datetime, min_age: timedelta) -> SweepPlan:
-    """Sweep leftovers of interrupted uploads out of the storage; log and count what was done."""
+async def reconcile_storage(database: Database, storage: LocalStorage, min_age: timedelta) -> SweepPlan:
+    """Sweep leftovers of interrupted uploads out of the storage; log and count what was done.
+
+    Ages are measured on the storage's own clock, the one that stamped the files.
+    """
+    now = await asyncio.to_thread(storage.now)
     # List the files before reading the references: a file committed in between is then referenced.
     stored = await asyncio.to_thread(storage.scan)
     orphaned = await asyncio.to_thread(storage.orphaned_keys)

@@ -20,6 +20,7 @@ from skylift.kit.errors import Conflict
 WRITE_BATCH = 1024 * 1024
 INCOMING = ".incoming"
 ORPHANED = "orphaned"
+CLOCK = ".clock"  # touched to read the storage's own time; dot files are never swept
 
 
 class UploadSink(Protocol):
@@ -129,6 +130,16 @@ class LocalStorage:
     def scan(self) -> list[StoredFile]:
         """Package files and unfinished uploads, with their sizes and modification times (blocking)."""
         return [*_files_in(self.root, incoming=False), *_files_in(self.root / INCOMING, incoming=True)]
+
+    def now(self) -> datetime:
+        """The storage's own time: the modification time it gives a file touched now.
+
+        File ages are measured against this, not the server's clock, because the storage sets every
+        file's modification time itself (a file server's clock on shared storage).
+        """
+        marker = self.root / CLOCK
+        marker.touch()
+        return datetime.fromtimestamp(marker.stat().st_mtime, UTC)
 
     def orphaned_keys(self) -> set[str]:
         return {stored.key for stored in _files_in(self.root / ORPHANED, incoming=False)}
