@@ -673,12 +673,12 @@ def run(server: Server, opts: Options) -> tuple[str, list[Section], list[str]]:
     if fleet.unexpected_messages:
         notes.append(f"{fleet.unexpected_messages} message(s) on unexpected topics")
     notices_metric = metric_sum(metrics_text, "skylift_notices_sent_total")
-    dropped = metric_sum(metrics_text, "skylift_device_dropped_messages_total") or 0
+    refused = metric_sum(metrics_text, "skylift_device_refused_messages_total") or 0
     malformed = metric_sum(metrics_text, "skylift_device_malformed_messages_total") or 0
     if notices_metric is not None and notices_metric != n:
         notes.append(f"server metric skylift_notices_sent_total = {notices_metric:g}, devices received {n}")
-    if dropped or malformed:
-        notes.append(f"server dropped {dropped:g} and refused {malformed:g} device messages as malformed")
+    if refused or malformed:
+        notes.append(f"server refused {refused:g} device messages, and {malformed:g} as malformed")
 
     # ------------------------------------------------ figures
     notice_at = [d.notice_at - t0 for d in devices if d.notice_at is not None]
@@ -777,8 +777,8 @@ def run(server: Server, opts: Options) -> tuple[str, list[Section], list[str]]:
                 ("(VmHWM - RSS at start) per device", f"{(hwm - rss_start) / n:6.1f} KiB"),
                 ("threads / open fds, all connected", f"{threads_connected} / {fds_connected}"),
                 (
-                    "notices sent / dropped / malformed (/metrics)",
-                    f"{'n/a' if notices_metric is None else f'{notices_metric:g}'} / {dropped:g} / {malformed:g}",
+                    "notices sent / refused / malformed (/metrics)",
+                    f"{'n/a' if notices_metric is None else f'{notices_metric:g}'} / {refused:g} / {malformed:g}",
                 ),
             ],
         ),

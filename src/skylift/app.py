@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         # A device that begins to listen may get a notice waiting for it (relay), or join one (engine).
         hub.on_listening += [relay.wake, engine.wake]
         context.database.on_signal(outbox.NOTICES_DUE, relay.wake)
+        await hub.inbox.start()  # messages acknowledged before a crash are applied before any new one
         await broker.start()
         context.hub = hub
         context.engine = engine

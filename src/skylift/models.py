@@ -2,6 +2,7 @@
 
 from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.db.base import Base
+from skylift.devices.models import InboxMessage
 from skylift.packages.models import Package, PackageFile
 from skylift.registry.models import Device, DeviceVersion, Module, Product
 from skylift.system.models import AuditEvent, SystemParameter
@@ -13,6 +14,7 @@ __all__ = [
     "CampaignDevice",
     "Device",
     "DeviceVersion",
+    "InboxMessage",
     "Module",
     "Package",
     "PackageFile",

@@ -9,6 +9,8 @@ Devices may subscribe with wildcard filters, so what a device receives is checke
 message (`may_read`), for live and retained messages alike; a session whose filters overlap gets
 each message once. Alibaba SDK devices with `_ss=1` in their client id are subscribed to their
 downlink topics by the broker itself, before their CONNACK goes out.
+
+A device's PUBLISH is acknowledged only once the device inbox has recorded it (see intake.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from amqtt.broker import Broker
@@ -25,6 +28,7 @@ from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 
+from skylift.broker.intake import DeviceProtocolHandler, GatedReader
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
 from skylift.devices.hub import DeviceHub
 from skylift.devices.identity import DeviceIdentity, session_key_for
@@ -55,7 +59,8 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
         self, reader: Any, writer: Any, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session]:
         try:
-            handler, session = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+            handler, session = await DeviceProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+            handler.hub = self.hub
         except (AMQTTError, MQTTError, NoDataError) as exc:
             await writer.close()
             raise AMQTTError(f"no valid CONNECT from {remote_address}:{remote_port}: {exc}") from exc
@@ -142,6 +147,7 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             # What the session already hears counts as subscribed (queued before any of its messages).
             for topic_filter in self._standing_filters(client_session, identity):
                 self.hub.subscribed(identity, topic_filter)
+            reader = GatedReader(reader, partial(self.hub.inbox.wait_for_room, identity.device_id))
         try:
             await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
         finally:

@@ -7,7 +7,7 @@ from typing import Any
 
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BasePlugin, BaseTopicPlugin
-from amqtt.session import ApplicationMessage, Session
+from amqtt.session import Session
 
 from skylift.devices.hub import DeviceHub
 from skylift.devices.identity import DeviceIdentity
@@ -64,17 +64,9 @@ class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
 
 
 class DeviceMessagePlugin(BasePlugin[Any]):  # type: ignore[misc]
-    """Hands every accepted device message to the hub."""
+    """Tells the hub of every granted subscription (device messages enter through intake.py)."""
 
     Config = HubConfig
-
-    async def on_broker_message_broadcast(self, *, client_id: str, message: ApplicationMessage) -> None:
-        # No await before submit: hooks start in arrival order, and submit keeps that order per device.
-        identity = identity_of(self.context.get_session(client_id))
-        if identity is None or message.topic is None:
-            return
-        hub: DeviceHub = self.config.hub
-        hub.submit(identity, message.topic, bytes(message.data or b""))
 
     async def on_broker_client_subscribed(self, *, client_id: str, topic: str, qos: int) -> None:
         identity = identity_of(self.context.get_session(client_id))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
@@ -14,6 +17,32 @@ log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
 _AFTER_COMMIT_KEY = "skylift_after_commit"
+
+
+@dataclass(eq=False)
+class Batch:
+    """One transaction shared by many units of work (see `Database.batch`)."""
+
+    session: AsyncSession
+    task: asyncio.Task[Any] | None
+    savepoints: bool  # each unit in a savepoint of its own, so that a failing unit undoes only itself
+    failed: bool = False  # a unit failed without a savepoint: only rolling the whole batch back undoes it
+
+
+# The batch the running task is inside of.
+_BATCH: ContextVar[Batch | None] = ContextVar("skylift_batch", default=None)
+
+
+def _joined() -> Batch | None:
+    batch = _BATCH.get()
+    # A task started inside a batch inherits the variable, but not the right to use its session.
+    return batch if batch is not None and batch.task is asyncio.current_task() else None
+
+
+def current_batch() -> AsyncSession | None:
+    """The session of the batch this task is running inside, if any."""
+    batch = _joined()
+    return batch.session if batch is not None else None
 
 
 def after_commit(session: AsyncSession, work: AfterCommit) -> None:
@@ -92,7 +121,22 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commit on success, roll back on error, then run post-commit work."""
+        """One unit of work: commit on success, roll back on error, then run post-commit work.
+
+        Inside a batch it is part of the batch's transaction (a savepoint, if the batch has them), and
+        its post-commit work waits for the batch's commit."""
+        batch = _joined()
+        if batch is not None:
+            if batch.savepoints:
+                async with savepoint(batch.session):
+                    yield batch.session
+                return
+            try:
+                yield batch.session
+            except BaseException:
+                batch.failed = True
+                raise
+            return
         async with self.sessionmaker() as session:
             try:
                 yield session
@@ -105,6 +149,20 @@ class Database:
             for handler in self._signal_handlers.get(name, ()):
                 handler()
         await run_after_commit(session)
+
+    @asynccontextmanager
+    async def batch(self, savepoints: bool = True) -> AsyncIterator[Batch]:
+        """Many units of work, one commit: each `transaction()` this task opens inside joins this one.
+
+        Without savepoints a unit costs two statements less; when one fails (`Batch.failed`), the
+        caller must roll the batch back (raise) and do its units again, with savepoints."""
+        async with self.transaction() as session:
+            batch = Batch(session, asyncio.current_task(), savepoints)
+            token = _BATCH.set(batch)
+            try:
+                yield batch
+            finally:
+                _BATCH.reset(token)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -1,7 +1,7 @@
 """The app side of the broker: authenticates devices, tracks their connections, handles their messages.
 
-Messages from one device are handled one at a time in the order the broker received them (amqtt
-runs plugin hooks as independent tasks, so ordering must be restored here).
+A device's messages go through its inbox (devices/inbox.py): each is acknowledged once it is durably
+recorded, then handled one at a time in the order the device sent it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from skylift.devices.dialects.base import (
     VersionReported,
 )
 from skylift.devices.identity import DeviceIdentity
+from skylift.devices.inbox import Inbox, deferred_in_batches
 from skylift.devices.notices import Notifier, parse_grant
 from skylift.devices.topics import Route, command_topic, gateway_command_topic, route, topic_matches, upgrade_topic
 from skylift.kit import metrics
@@ -33,9 +34,7 @@ from skylift.packages.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 
-MAX_QUEUED_PER_DEVICE = 1000
 Publisher = Callable[[str, bytes], Awaitable[None]]
-Job = Callable[[], Awaitable[None]]
 Disconnector = Callable[[int], Awaitable[None]]
 # Called when a device began to listen for its notices (a waiting notice can go out now).
 ListeningListener = Callable[[], None]
@@ -55,16 +54,15 @@ class DeviceHub:
         self.storage = storage  # package files, for downloads over MQTT
         self.notifier = notifier
         self.max_payload_bytes = max_payload_bytes
-        self._inboxes: dict[int, asyncio.Queue[tuple[Job, str]]] = {}
+        self.inbox = Inbox(database, self.handle)
         # Whether a device listens is kept in the database (devices.listening), where every replica sees it.
         self.on_listening: list[ListeningListener] = []
         self.wake_engine: Callable[[], None] | None = None
-        self._workers: set[asyncio.Task[None]] = set()
         self._publisher: Publisher | None = None
         self._disconnector: Disconnector | None = None
 
     def attach_publisher(self, publisher: Publisher, disconnector: Disconnector | None = None) -> None:
-        self._publisher = publisher
+        self._publisher = deferred_in_batches(publisher)
         self._disconnector = disconnector
 
     async def disconnect(self, device_id: int) -> None:
@@ -102,39 +100,22 @@ class DeviceHub:
         async with self.database.transaction() as session:
             await attempts.download_finished(session, *parsed, self.clock.now())
 
-    def submit(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
-        """Queue a device's message; synchronous so that arrival order is kept."""
-        self._enqueue(identity.device_id, partial(self.handle, identity, topic, payload), f"message on {topic}")
+    def submit(self, identity: DeviceIdentity, topic: str, payload: bytes) -> asyncio.Future[bool]:
+        """Take a device's message; synchronous so that arrival order is kept. The future is done once
+        the message is durably recorded (True) or refused (False): only then may the device hear its
+        PUBACK. The message is handled later, in order with the device's other messages."""
+        if len(payload) > self.max_payload_bytes:
+            where = route(topic)
+            self._refuse(identity, where.kind if where is not None else "unknown", topic, "payload too large")
+            metrics.REFUSED_MESSAGES.labels(reason="payload too large").inc()
+            refused: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            refused.set_result(False)
+            return refused
+        return self.inbox.append(identity, topic, payload, self.clock.now())
 
     def subscribed(self, identity: DeviceIdentity, topic_filter: str) -> None:
         """The device subscribed: from now on it can hear what is sent to it (ordered with its messages)."""
-        self._enqueue(identity.device_id, partial(self._on_subscribed, identity, topic_filter), "subscription")
-
-    def _enqueue(self, device_id: int, job: Job, what: str) -> None:
-        inbox = self._inboxes.get(device_id)
-        if inbox is None:
-            inbox = asyncio.Queue(maxsize=MAX_QUEUED_PER_DEVICE)
-            self._inboxes[device_id] = inbox
-            worker = asyncio.get_running_loop().create_task(self._drain(device_id, inbox))
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
-        try:
-            inbox.put_nowait((job, what))
-        except asyncio.QueueFull:
-            metrics.DROPPED_MESSAGES.labels(reason="device queue full").inc()
-            log.warning("device %s sends faster than it can be handled; %s dropped", device_id, what)
-
-    async def _drain(self, device_id: int, inbox: asyncio.Queue[tuple[Job, str]]) -> None:
-        while True:
-            try:
-                job, what = inbox.get_nowait()
-            except asyncio.QueueEmpty:
-                del self._inboxes[device_id]
-                return
-            try:
-                await job()
-            except Exception:
-                log.exception("handling a %s from device %s failed", what, device_id)
+        self.inbox.enqueue(identity.device_id, partial(self._on_subscribed, identity, topic_filter), "subscription")
 
     def _wake_engine(self) -> None:
         if self.wake_engine is not None:
@@ -260,6 +241,5 @@ class DeviceHub:
         log.warning("malformed %s message from device %s on %s: %s", kind, identity.device_id, topic, reason)
 
     async def drain(self) -> None:
-        """Wait until every queued device message has been handled (used at shutdown)."""
-        while self._workers:
-            await asyncio.gather(*list(self._workers), return_exceptions=True)
+        """Handle the device messages still queued (used at shutdown; what is left is replayed at start)."""
+        await self.inbox.stop()

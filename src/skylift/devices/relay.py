@@ -83,7 +83,7 @@ class NoticeRelay:
                 except Exception:
                     # A notice that cannot be composed (a setting changed since) must not block the others.
                     log.exception("notice %s for attempt %s could not be sent; dropped", row.id, attempt.id)
-                    metrics.DROPPED_MESSAGES.labels(reason="notice not composable").inc()
+                    metrics.NOTICES_DROPPED.labels(reason="not composable").inc()
                 else:
                     metrics.NOTICES_SENT.inc()
                 row.sent_at = now

@@ -6,8 +6,15 @@ from prometheus_client import Counter
 
 DEVICE_MESSAGES = Counter("skylift_device_messages", "Device MQTT messages handled", ["kind"])
 MALFORMED_MESSAGES = Counter("skylift_device_malformed_messages", "Device MQTT messages refused as malformed", ["kind"])
-DROPPED_MESSAGES = Counter("skylift_device_dropped_messages", "Device messages dropped", ["reason"])
+REFUSED_MESSAGES = Counter(
+    "skylift_device_refused_messages", "Device MQTT messages refused before they were acknowledged", ["reason"]
+)
+PAUSED_READS = Counter(
+    "skylift_device_reads_paused", "Times a device's connection was left unread until its queued messages were applied"
+)
+APPLIED_MESSAGES = Counter("skylift_device_messages_applied", "Device MQTT messages recorded in the inbox and applied")
 NOTICES_SENT = Counter("skylift_notices_sent", "Upgrade notices handed to the broker")
+NOTICES_DROPPED = Counter("skylift_notices_dropped", "Due notices that could not be composed", ["reason"])
 STORAGE_SWEPT_FILES = Counter("skylift_storage_swept_files", "Leftovers swept from package storage at start", ["kind"])
 STORAGE_SWEPT_BYTES = Counter(
     "skylift_storage_swept_bytes", "Bytes of the leftovers swept from package storage", ["kind"]

@@ -1,0 +1,107 @@
+"""How a device's PUBLISH enters Skylift: recorded first, acknowledged after, read only while there is room.
+
+amqtt 0.12 answers an incoming QoS 1 PUBLISH as soon as it has read it
+(`ProtocolHandler._handle_qos1_message_flow` puts the message on the session's delivery queue and
+sends PUBACK straight away), and the broker's client loop hands it to plugins later. Here the
+protocol handler takes each PUBLISH itself, in the order it was read: the device hub records it in
+the device inbox, and only once that is committed does the PUBACK (QoS 1) or PUBREC (QoS 2) go out.
+Device messages are not relayed to other sessions: no device may read another's uplink topics.
+
+A device that sends faster than its messages are applied is not dropped but slowed down: its
+connection is read only while it has room in the inbox (`GatedReader`), so TCP pushes back on it,
+and its in-flight window stays full while its PUBACKs wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from amqtt.adapters import ReaderAdapter
+from amqtt.mqtt.constants import QOS_0, QOS_1
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.puback import PubackPacket
+from amqtt.mqtt.publish import PublishPacket
+
+from skylift.broker.plugins import identity_of
+from skylift.devices.hub import DeviceHub
+from skylift.devices.topics import may_publish
+from skylift.kit import metrics
+
+log = logging.getLogger(__name__)
+
+
+def _refused_by_amqtt(topic: str) -> bool:
+    # Topics amqtt's broker closes the connection for ([MQTT-4.7.3-1], [MQTT-3.3.2-2], [MQTT-4.7.2-1]).
+    return not topic or "#" in topic or "+" in topic or topic.startswith("$")
+
+
+class DeviceProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]
+    """amqtt's broker-side protocol handler, with "record, then acknowledge" for incoming PUBLISH."""
+
+    hub: DeviceHub | None = None
+
+    async def handle_publish(self, publish_packet: PublishPacket) -> None:
+        # The reader loop starts one task per packet, in arrival order; nothing is awaited before
+        # `submit`, so the hub takes each device's messages in the order they were read.
+        identity = identity_of(self.session)
+        topic = publish_packet.topic_name
+        hub = self.hub
+        if hub is None or identity is None or topic is None or _refused_by_amqtt(topic):
+            await super().handle_publish(publish_packet)
+            return
+        if may_publish(identity, topic):
+            recorded = hub.submit(identity, topic, bytes(publish_packet.data or b""))
+        else:
+            recorded = None
+            metrics.REFUSED_MESSAGES.labels(reason="topic not allowed").inc()
+            log.info("device %s may not publish on %s; message dropped", identity.device_id, topic)
+        qos = publish_packet.qos
+        if qos == QOS_0:
+            return
+        if recorded is not None:
+            await recorded
+        if qos == QOS_1:
+            packet_id = publish_packet.variable_header.packet_id if publish_packet.variable_header else None
+            if packet_id is not None:
+                await self._send_packet(PubackPacket.build(packet_id))
+            return
+        await super().handle_publish(publish_packet)  # QoS 2: PUBREC, PUBREL, PUBCOMP as amqtt does them
+
+
+class GatedReader(ReaderAdapter):  # type: ignore[misc]
+    """Reads a connection only while `room()` allows: it waits between two MQTT packets, never inside one
+    (so that amqtt's read timeout, which cancels a read, can never cut a packet in half)."""
+
+    def __init__(self, inner: ReaderAdapter, room: Callable[[], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._room = room
+        self._left = 0  # bytes of the current packet still to come after its fixed header
+        self._length: list[int] | None = None  # remaining-length bytes read so far, inside a fixed header
+
+    async def read(self, n: int = -1) -> bytes:
+        if self._left == 0 and self._length is None:
+            await self._room()
+        data: bytes = await self._inner.read(n)
+        self._count(data)
+        return data
+
+    def _count(self, data: bytes) -> None:
+        at = 0
+        while at < len(data):
+            if self._left:
+                taken = min(self._left, len(data) - at)
+                self._left -= taken
+                at += taken
+            elif self._length is None:
+                self._length = []  # the packet type byte; its remaining length follows
+                at += 1
+            else:
+                self._length.append(data[at])
+                at += 1
+                if data[at - 1] < 0x80 or len(self._length) == 4:
+                    self._left = sum((byte & 0x7F) << (7 * i) for i, byte in enumerate(self._length))
+                    self._length = None
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()

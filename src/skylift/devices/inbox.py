@@ -1,0 +1,339 @@
+"""The device inbox: a device's message is acknowledged only once it is durably recorded, and it is
+applied in the order the device sent it, exactly once, even across a crash.
+
+Intake queues a message in memory at once, in arrival order, and hands back a receipt. One worker
+then runs cycles; each cycle is one transaction (a batch, see `Database.batch`) that
+
+1. applies queued items fairly: round robin over the devices, one item per device per turn, each
+   device's items in the order they came (a subscription is an item too, so it stays ordered with
+   the device's messages), for a few milliseconds or a bounded number of items;
+2. records every message that arrived and is not applied yet as a `device_inbox` row (group commit:
+   the messages of many devices in one insert, one commit);
+3. deletes the rows of the messages it applied;
+
+and commits. Only then are the receipts of the messages it recorded or applied fulfilled, and the
+broker sends their PUBACKs. A message applied in the cycle it arrived in is never written as a row.
+Items are applied without savepoints (two statements less each); when one fails, the cycle is rolled
+back and done again with savepoints, so that a failing item undoes only itself.
+At start, the rows a crash left are queued again (in id order) before any new message comes in.
+
+A device with `ROOM_PER_DEVICE` items queued is read no further (`wait_for_room`) until half of
+them are applied: its socket is left unread and TCP slows it down; nothing it sent is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from skylift.db.session import Database, after_commit, current_batch
+from skylift.devices.identity import DeviceIdentity, LoginStyle
+from skylift.devices.models import InboxMessage
+from skylift.kit import metrics
+from skylift.registry.models import Device
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[DeviceIdentity, str, bytes], Awaitable[None]]
+Job = Callable[[], Awaitable[None]]
+Publisher = Callable[[str, bytes], Awaitable[None]]
+
+ROOM_PER_DEVICE = 100  # queued items of one device before its connection is read no further
+CYCLE_SECONDS = 0.025  # how long one cycle goes on applying before it commits
+CYCLE_ITEMS = 500  # at most this many items applied in one cycle
+RETRY_SECONDS = 1.0  # after a cycle failed to commit
+YIELD_SECONDS = 0.1  # at most this long between two cycles while other connections use the database
+STOP_SECONDS = 10.0  # at shutdown, how long queued items are still applied
+_IDS_PER_STATEMENT = 500
+
+
+@dataclass(eq=False)
+class _Message:
+    identity: DeviceIdentity
+    topic: str
+    payload: bytes
+    received_at: datetime
+    receipt: asyncio.Future[bool] | None  # None: replayed from a row
+    row_id: int | None = None
+    applied: bool = False
+
+
+@dataclass(eq=False)
+class _Job:
+    run: Job
+    what: str
+
+
+_Item = _Message | _Job
+
+
+def _what(item: _Item) -> str:
+    return item.what if isinstance(item, _Job) else f"message on {item.topic}"
+
+
+class _Redo(Exception):
+    """An item failed inside a batch without savepoints: the batch is rolled back and done again."""
+
+
+def deferred_in_batches(publisher: Publisher) -> Publisher:
+    """Messages to devices decided inside a batch go out once the batch has committed, never before."""
+
+    async def publish(topic: str, payload: bytes) -> None:
+        session = current_batch()
+        if session is None:
+            await publisher(topic, payload)
+        else:
+            after_commit(session, partial(publisher, topic, payload))
+
+    return publish
+
+
+class Inbox:
+    def __init__(self, database: Database, handler: Handler) -> None:
+        self.database = database
+        self._handler = handler
+        self._queues: dict[int, deque[_Item]] = {}
+        self._turns: deque[int] = deque()  # devices with queued items, in round-robin order
+        self._fresh: list[_Message] = []  # arrived, neither recorded nor applied yet
+        self._rooms: dict[int, asyncio.Event] = {}  # set when a device may be read again
+        self._work = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._stopping = False
+        # An item that failed in a batch without savepoints: batches have savepoints until it is applied.
+        self._suspect: _Item | None = None
+
+    async def start(self) -> None:
+        """Queue the messages a crash left unapplied, then start applying."""
+        await self._replay()
+        self._worker = asyncio.get_running_loop().create_task(self._run(), name="device-inbox")
+
+    def append(self, identity: DeviceIdentity, topic: str, payload: bytes, now: datetime) -> asyncio.Future[bool]:
+        """Queue a device's message (synchronous, so arrival order is kept). The receipt is done once
+        the message is durably recorded: the device may hear its PUBACK then."""
+        receipt: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        message = _Message(identity, topic, payload, now, receipt)
+        self._fresh.append(message)
+        self._queue(identity.device_id, message)
+        return receipt
+
+    def enqueue(self, device_id: int, job: Job, what: str) -> None:
+        """Queue work that must run in order with the device's messages (not recorded: a subscription
+        belongs to a connection, which a restart ends anyway)."""
+        self._queue(device_id, _Job(job, what))
+
+    def backlog(self, device_id: int) -> int:
+        """The device's items queued and not applied yet."""
+        queue = self._queues.get(device_id)
+        return len(queue) if queue is not None else 0
+
+    async def wait_for_room(self, device_id: int) -> None:
+        """Return once the device may send more: at once, unless it has `ROOM_PER_DEVICE` items queued."""
+        while self.backlog(device_id) >= ROOM_PER_DEVICE:
+            metrics.PAUSED_READS.inc()
+            room = self._rooms.setdefault(device_id, asyncio.Event())
+            await room.wait()
+
+    async def stop(self) -> None:
+        """Apply what is queued, for at most `STOP_SECONDS` (rows left are replayed at the next start)."""
+        self._stopping = True
+        self._work.set()
+        if self._worker is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._worker), STOP_SECONDS)
+        except TimeoutError:
+            log.warning("stopping with %d device messages unapplied; they are applied at the next start", len(self))
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._queues.values())
+
+    def _queue(self, device_id: int, item: _Item) -> None:
+        queue = self._queues.get(device_id)
+        if queue is None:
+            queue = self._queues[device_id] = deque()
+            self._turns.append(device_id)
+        queue.append(item)
+        self._work.set()
+
+    def _next(self) -> tuple[int, _Item] | None:
+        """The next item in round-robin order, taken off its device's queue."""
+        if not self._turns:
+            return None
+        device_id = self._turns.popleft()
+        queue = self._queues[device_id]
+        item = queue.popleft()
+        if queue:
+            self._turns.append(device_id)
+        else:
+            del self._queues[device_id]
+        return device_id, item
+
+    async def _run(self) -> None:
+        while True:
+            if not self._turns and not self._fresh:
+                if self._stopping:
+                    return
+                self._work.clear()
+                await self._work.wait()
+                continue
+            if not await self._cycle():
+                await asyncio.sleep(RETRY_SECONDS)
+            await self._let_others_in()
+
+    async def _let_others_in(self) -> None:
+        """SQLite has one writer at a time, and a connection waiting for its turn sleeps in growing steps
+        (up to 0.1 s): cycles back to back would starve it (an API request, the rollout engine). So
+        the next cycle waits while another connection is in use, for at most `YIELD_SECONDS`."""
+        checked_out = getattr(self.database.engine.pool, "checkedout", None)
+        if not self.database.is_sqlite or checked_out is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + YIELD_SECONDS
+        while checked_out() > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.002)
+
+    async def _cycle(self) -> bool:
+        """One transaction: apply, record, forget; then fulfil the receipts. False when it failed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CYCLE_SECONDS
+        taken: list[tuple[int, _Item]] = []
+        fresh: list[_Message] = []
+        careful = self._suspect is not None
+        try:
+            async with self.database.batch(savepoints=careful) as batch:
+                while len(taken) < CYCLE_ITEMS and loop.time() < deadline:
+                    picked = self._next()
+                    if picked is None:
+                        break
+                    taken.append(picked)
+                    error = await self._apply(picked[1])
+                    if batch.failed:
+                        self._suspect = picked[1]
+                        raise _Redo
+                    if error is not None:
+                        log.error("handling a %s from device %s failed", _what(picked[1]), picked[0], exc_info=error)
+                fresh, self._fresh = self._fresh, []
+                await self._record(batch.session, [message for message in fresh if not message.applied])
+                applied = [item.row_id for _, item in taken if isinstance(item, _Message) and item.row_id is not None]
+                await self._forget(batch.session, applied)
+        except _Redo:
+            self._put_back(taken, fresh)
+            return True
+        except Exception:
+            log.exception("the device inbox failed to commit %d items; trying again", len(taken) + len(fresh))
+            self._put_back(taken, fresh)
+            return False
+        if careful and any(item is self._suspect for _, item in taken):
+            self._suspect = None
+        for message in fresh:
+            if message.receipt is not None and not message.receipt.done():
+                message.receipt.set_result(True)
+        metrics.APPLIED_MESSAGES.inc(sum(1 for _, item in taken if isinstance(item, _Message)))
+        self._open_rooms()
+        return True
+
+    async def _apply(self, item: _Item) -> Exception | None:
+        """Apply one item; its error, if it failed (the item is done with all the same)."""
+        try:
+            if isinstance(item, _Job):
+                await item.run()
+            else:
+                await self._handler(item.identity, item.topic, item.payload)
+        except Exception as exc:
+            return exc
+        finally:
+            if isinstance(item, _Message):
+                item.applied = True
+        return None
+
+    @staticmethod
+    async def _record(session: AsyncSession, messages: Sequence[_Message]) -> None:
+        if not messages:
+            return
+        rows = [
+            {
+                "device_id": message.identity.device_id,
+                "login_style": message.identity.login_style.value,
+                "auto_subscribe": message.identity.auto_subscribe,
+                "topic": message.topic,
+                "payload": message.payload,
+                "received_at": message.received_at,
+            }
+            for message in messages
+        ]
+        # Ids in arrival order, so that a replay applies each device's messages in the order it sent them.
+        statement = insert(InboxMessage).returning(InboxMessage.id, sort_by_parameter_order=True)
+        ids = (await session.execute(statement, rows)).scalars().all()
+        for message, row_id in zip(messages, ids, strict=True):
+            message.row_id = row_id
+
+    @staticmethod
+    async def _forget(session: AsyncSession, row_ids: Sequence[int]) -> None:
+        for start in range(0, len(row_ids), _IDS_PER_STATEMENT):
+            chunk = row_ids[start : start + _IDS_PER_STATEMENT]
+            statement = delete(InboxMessage).where(InboxMessage.id.in_(chunk))
+            await session.execute(statement.execution_options(synchronize_session=False))
+
+    def _put_back(self, taken: list[tuple[int, _Item]], fresh: list[_Message]) -> None:
+        """A cycle failed and was rolled back: its items are queued again as they were."""
+        for device_id, item in reversed(taken):
+            if isinstance(item, _Message):
+                item.applied = False
+            queue = self._queues.get(device_id)
+            if queue is None:
+                queue = self._queues[device_id] = deque()
+                self._turns.appendleft(device_id)
+            queue.appendleft(item)
+        for message in fresh:
+            message.row_id = None
+        self._fresh[:0] = fresh
+
+    def _open_rooms(self) -> None:
+        for device_id, room in list(self._rooms.items()):
+            if self.backlog(device_id) <= ROOM_PER_DEVICE // 2:
+                room.set()
+                del self._rooms[device_id]
+
+    async def _replay(self) -> None:
+        async with self.database.transaction() as session:
+            rows = (await session.scalars(select(InboxMessage).order_by(InboxMessage.id))).all()
+            if not rows:
+                return
+            devices: dict[int, Device] = {}
+            device_ids = sorted({row.device_id for row in rows})
+            for start in range(0, len(device_ids), _IDS_PER_STATEMENT):
+                chunk = device_ids[start : start + _IDS_PER_STATEMENT]
+                found = await session.scalars(
+                    select(Device).where(Device.id.in_(chunk)).options(selectinload(Device.product))
+                )
+                devices.update((device.id, device) for device in found)
+            gone = []
+            for row in rows:
+                device = devices.get(row.device_id)
+                if device is None:
+                    gone.append(row.id)  # the device was deleted meanwhile
+                    continue
+                identity = DeviceIdentity(
+                    device_id=device.id,
+                    product_id=device.product_id,
+                    product_key=device.product.product_key,
+                    name=device.name,
+                    access_token=device.access_token,
+                    login_style=LoginStyle(row.login_style),
+                    auto_subscribe=row.auto_subscribe,
+                )
+                message = _Message(identity, row.topic, row.payload, row.received_at, None, row_id=row.id)
+                self._queue(device.id, message)
+            await self._forget(session, gone)
+        log.info("%d device messages received before the last stop are applied now", len(rows) - len(gone))

@@ -1,0 +1,190 @@
+"""Nothing a device was acknowledged is lost: a kill -9 keeps it, a flood is slowed down, never dropped."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from skylift_testkit import Fleet, Ports, Server, SimDevice, firmware, running_server, wait_until
+
+STEPS = list(range(5, 101, 5))
+
+
+def metric(server: Server, name: str) -> float:
+    text = httpx.get(f"{server.http_url}/metrics").text
+    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+class Acks:
+    """Which of a device's QoS 1 messages the broker acknowledged (PUBACK), seen from paho."""
+
+    def __init__(self, sim: SimDevice) -> None:
+        self.sim = sim
+        self.sent: dict[int, Any] = {}
+        self.acked: set[int] = set()
+        self._lock = threading.Lock()
+        sim.client.on_publish = self._on_publish
+
+    def _on_publish(self, _client: Any, _userdata: Any, mid: int, _reason: Any, _properties: Any) -> None:
+        with self._lock:
+            self.acked.add(mid)
+
+    def send(self, body: dict[str, Any], what: Any) -> None:
+        info = self.sim.client.publish(f"/ota/device/progress/{self.sim.topic_id}", json.dumps(body).encode(), qos=1)
+        self.sent[info.mid] = what
+
+    def acknowledged(self) -> list[Any]:
+        with self._lock:
+            return [self.sent[mid] for mid in self.acked if mid in self.sent]
+
+
+def connected(server: Server, fleet: Fleet, count: int, inflight: int = 20) -> dict[int, SimDevice]:
+    """`count` new token devices, connected with paho's in-flight window set to `inflight`; by device id."""
+    sims = {}
+    for device in [fleet.device() for _ in range(count)]:
+        sim = SimDevice.token(server, device)
+        sim.client.max_inflight_messages_set(inflight)
+        sims[int(device["id"])] = sim.connect()
+    return sims
+
+
+def notify(fleet: Fleet, sims: dict[int, SimDevice], seed: int) -> int:
+    """A campaign to the fleet; returns its id once every device heard its notice."""
+    campaign_id = int(fleet.campaign(fleet.package(firmware(500, seed=seed), "2.0.0")["id"])["id"])
+    wait_until(lambda: all(sim.notices for sim in sims.values()), timeout=30, what="every notice")
+    return campaign_id
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> tuple[Path, Ports]:
+    return tmp_path / "data", Ports()
+
+
+class TestKillDuringBursts:
+    # Killed once this many of the 50 x 20 reports are acknowledged: mid-stream, or all (most not applied yet).
+    @pytest.mark.parametrize("acknowledged", [250, 1000])
+    def test_every_acknowledged_report_survives_a_kill(self, own_server: tuple[Path, Ports], acknowledged: int) -> None:
+        data_dir, ports = own_server
+        with running_server(data_dir, ports) as server, server.api() as api:
+            fleet = Fleet.create(api)
+            sims = connected(server, fleet, 50)
+            campaign_id = notify(fleet, sims, seed=90)
+            acks = {device_id: Acks(sim) for device_id, sim in sims.items()}
+            for step in STEPS:
+                for ack in acks.values():
+                    ack.send({"step": str(step), "desc": f"s{step}"}, step)
+            wait_until(
+                lambda: sum(len(ack.acknowledged()) for ack in acks.values()) >= acknowledged,
+                timeout=30,
+                interval=0.005,
+                what=f"{acknowledged} PUBACKs",
+            )
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait()
+        # No reconnect, no resend: what counts is what the server kept.
+        with ThreadPoolExecutor(max_workers=len(sims)) as pool:
+            list(pool.map(lambda sim: sim.client.loop_stop(), sims.values()))
+        highest = {device_id: max(ack.acknowledged(), default=0) for device_id, ack in acks.items()}
+
+        with running_server(data_dir, ports) as server, server.api() as api:
+            fleet = Fleet(api=api, product=fleet.product)
+
+            def behind() -> dict[int, tuple[int, int]]:
+                attempts = fleet.attempts(campaign_id)
+                return {
+                    device_id: (attempts[device_id]["progress"], step)
+                    for device_id, step in highest.items()
+                    if attempts[device_id]["progress"] < step
+                }
+
+            wait_until(lambda: not behind(), timeout=20, what="every acknowledged report to be applied")
+            attempts = fleet.attempts(campaign_id)
+            for device_id, step in highest.items():
+                if step == 100:
+                    assert attempts[device_id]["state"] == "succeeded"
+
+
+class TestFlood:
+    def test_a_flood_is_slowed_not_dropped_and_others_stay_quick(self, server: Server, api: httpx.Client) -> None:
+        count = 5000
+        fleet = Fleet.create(api)
+        # The flooder does not wait for its PUBACKs (an in-flight window as large as the flood).
+        ((flooder_id, flooder),) = connected(server, fleet, 1, inflight=count).items()
+        ((quiet_id, quiet),) = connected(server, fleet, 1).items()
+        sims = {flooder_id: flooder, quiet_id: quiet}
+        campaign_id = notify(fleet, sims, seed=91)
+        applied_before = metric(server, "skylift_device_messages_applied_total")
+        refused_before = metric(server, "skylift_device_refused_messages_total")
+        paused_before = metric(server, "skylift_device_reads_paused_total")
+
+        flood = Acks(flooder)
+        for index in range(count):
+            flood.send({"step": str(1 + index % 99), "desc": f"m{index}"}, index)
+
+        latencies = []
+        for report in range(15):
+            sent = time.monotonic()
+            quiet.progress_002(50, f"q{report}")
+            wait_until(
+                lambda report=report: fleet.attempts(campaign_id)[quiet_id]["step_desc"] == f"q{report}",
+                timeout=10,
+                interval=0.02,
+                what="the quiet device's report",
+            )
+            latencies.append(time.monotonic() - sent)
+            time.sleep(0.1)
+        assert len(flood.acknowledged()) < count, "the flood was over before the quiet device was measured"
+        assert max(latencies) < 2.0, latencies
+
+        wait_until(lambda: len(flood.acknowledged()) == count, timeout=60, what="every PUBACK of the flood")
+        wait_until(
+            lambda: fleet.attempts(campaign_id)[flooder_id]["step_desc"] == f"m{count - 1}",
+            timeout=30,
+            what="the flood's last report",
+        )
+        # Each one was applied, in order (the last one last), and none was refused or dropped.
+        wait_until(
+            lambda: metric(server, "skylift_device_messages_applied_total") - applied_before >= count + len(latencies),
+            what="the applied count",
+        )
+        assert metric(server, "skylift_device_refused_messages_total") == refused_before
+        # The flooder was held back by its connection, not by dropping what it sent.
+        assert metric(server, "skylift_device_reads_paused_total") > paused_before
+        assert flooder.connected
+        for sim in sims.values():
+            sim.disconnect()
+
+
+class TestRefused:
+    def test_refused_messages_are_acknowledged_counted_and_never_recorded(
+        self, server: Server, api: httpx.Client
+    ) -> None:
+        fleet = Fleet.create(api)
+        ((device_id, sim), (other_id, other)) = connected(server, fleet, 2).items()
+        campaign_id = notify(fleet, {device_id: sim, other_id: other}, seed=92)
+        refused_before = metric(server, "skylift_device_refused_messages_total")
+        applied_before = metric(server, "skylift_device_messages_applied_total")
+
+        # Each publish waits for its PUBACK: a refusal is acknowledged too, so the device goes on.
+        sim.publish(f"/ota/device/progress/{sim.topic_id}", b'{"step": "5", "desc": "' + b"x" * 70_000 + b'"}')
+        sim.publish(f"/ota/device/progress/{other.topic_id}", {"step": "60", "desc": "not mine"})
+        sim.progress_002(30, "mine")
+
+        fleet.wait_state(campaign_id, device_id, "downloading")
+        assert metric(server, "skylift_device_refused_messages_total") - refused_before == 2
+        applied = wait_until(lambda: metric(server, "skylift_device_messages_applied_total") - applied_before)
+        assert applied == 1
+        attempts = fleet.attempts(campaign_id)
+        assert (attempts[device_id]["progress"], attempts[device_id]["step_desc"]) == (30, "mine")
+        assert attempts[other_id]["state"] == "notified"
+        sim.disconnect()
+        other.disconnect()
