@@ -21,16 +21,12 @@ import argparse
 import contextlib
 import json
 import re
-import selectors
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,199 +35,61 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
+from swarm import Peer, Swarm, new_client
 from upload_download import BenchError, Server, check, free_ports, report_failure, start_server, wait_healthy
 
 OLD_VERSION = "1.0.0"
 NEW_VERSION = "2.0.0"
-KEEPALIVE_S = 60
-CONNECT_WINDOW = 32  # connections waiting for their CONNACK (and SUBACK) at once
 POLL_INTERVAL_S = 0.25
 API_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 APPLIED_METRIC = "skylift_device_messages_applied_total"
 
 
-# ---------------------------------------------------------------- many paho clients on one thread
+# ---------------------------------------------------------------- the clients
 
 
 @dataclass
-class Peer:
-    """One MQTT client of the swarm and what happened to it."""
+class Client(Peer):
+    """One MQTT client of the benchmark and what happened to it; settled once connected (and subscribed)."""
 
     username: str | None
     client_id: str
     subscribe: str | None = None
-    client: mqtt.Client | None = None
-    fd: int = -1
-    events: int = 0
-    ready: bool = False  # connected, and subscribed when it has a topic
     acked: int = 0  # PUBACKs of its own publishes
     received: int = 0  # messages delivered to it
     last_ack_at: float = 0.0
     notice: dict[str, Any] | None = None
-    error: str | None = None
 
 
-class Swarm:
-    """Drives paho clients from one thread with epoll and paho's loop_read/loop_write/loop_misc.
+class Clients(Swarm[Client]):
+    def make_client(self, peer: Client) -> mqtt.Client:
+        return new_client(peer.client_id, peer.username)
 
-    Every paho call happens on this thread; other threads hand work over with `call()`."""
+    def on_connect(self, client: mqtt.Client, peer: Client) -> None:
+        if peer.subscribe is None:
+            self.settle(peer)
+        else:
+            client.subscribe(peer.subscribe, qos=0 if peer.username is None else 1)
 
-    def __init__(self, port: int, peers: Sequence[Peer], on_message: Callable[[Peer, mqtt.MQTTMessage], None]) -> None:
-        self.peers = list(peers)
-        self._port = port
-        self._on_message_hook = on_message
-        self._selector = selectors.DefaultSelector()
-        self._commands: deque[Callable[[], None]] = deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
-        self._live: dict[int, Peer] = {}
-        self._to_connect = deque(self.peers)
-        self._connecting = 0
-        self.crash: BaseException | None = None
+    def on_message(self, peer: Client, message: mqtt.MQTTMessage) -> None:
+        peer.received += 1
+        if peer.username is not None and peer.notice is None:
+            peer.notice = json.loads(message.payload)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def call(self, work: Callable[[], None]) -> None:
-        self._commands.append(work)
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
-
-    def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
-        self._thread.join(timeout=15)
+    def on_publish(self, peer: Client, mid: int) -> None:
+        peer.acked += 1
+        peer.last_ack_at = time.perf_counter()
 
     def raise_if_failed(self) -> None:
-        if self.crash is not None:
-            raise BenchError(f"MQTT thread crashed: {self.crash!r}") from self.crash
+        super().raise_if_failed()
         failed = [peer for peer in self.peers if peer.error is not None]
         if failed:
             raise BenchError(f"{len(failed)} client(s) failed; first ({failed[0].client_id}): {failed[0].error}")
 
     def all_ready(self) -> bool:
         self.raise_if_failed()
-        return all(peer.ready for peer in self.peers)
-
-    def _run(self) -> None:
-        try:
-            self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-            next_misc = time.monotonic() + 1.0
-            while not self._stop.is_set():
-                self._start_connections()
-                while self._commands:
-                    self._commands.popleft()()
-                for peer in list(self._live.values()):
-                    assert peer.client is not None
-                    wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.client.want_write() else 0)
-                    if wanted != peer.events:
-                        self._selector.modify(peer.fd, wanted, peer)
-                        peer.events = wanted
-                for key, mask in self._selector.select(timeout=0.1):
-                    if key.data is None:
-                        with contextlib.suppress(BlockingIOError):
-                            self._wake_r.recv(4096)
-                    elif key.data.fd in self._live:
-                        self._service(key.data, mask)
-                if time.monotonic() >= next_misc:
-                    next_misc = time.monotonic() + 1.0
-                    for peer in list(self._live.values()):
-                        assert peer.client is not None
-                        peer.client.loop_misc()
-        except BaseException as exc:  # reported by raise_if_failed
-            self.crash = exc
-        finally:
-            for peer in list(self._live.values()):
-                assert peer.client is not None
-                with contextlib.suppress(Exception):
-                    peer.client.disconnect()
-                sock = peer.client.socket()
-                if sock is not None:
-                    with contextlib.suppress(OSError):
-                        sock.close()
-            self._selector.close()
-            self._wake_r.close()
-            self._wake_w.close()
-
-    def _start_connections(self) -> None:
-        while self._to_connect and self._connecting < CONNECT_WINDOW:
-            peer = self._to_connect.popleft()
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=peer.client_id, userdata=peer)
-            if peer.username is not None:
-                client.username_pw_set(peer.username, None)
-            client.on_connect = self._on_connect
-            client.on_subscribe = self._on_subscribe
-            client.on_message = self._on_message
-            client.on_publish = self._on_publish
-            peer.client = client
-            client.connect("127.0.0.1", self._port, keepalive=KEEPALIVE_S)
-            sock = client.socket()
-            if sock is None:
-                raise BenchError("MQTT connect: no socket")
-            peer.fd = sock.fileno()
-            peer.events = selectors.EVENT_READ
-            self._selector.register(peer.fd, peer.events, peer)
-            self._live[peer.fd] = peer
-            self._connecting += 1
-
-    def _service(self, peer: Peer, mask: int) -> None:
-        client = peer.client
-        assert client is not None
-        if mask & selectors.EVENT_READ and client.loop_read() != mqtt.MQTT_ERR_SUCCESS:
-            self._drop(peer, "MQTT read failed")
-            return
-        if (
-            mask & selectors.EVENT_WRITE
-            and client.socket() is not None
-            and client.loop_write() != mqtt.MQTT_ERR_SUCCESS
-        ):
-            self._drop(peer, "MQTT write failed")
-            return
-        if client.socket() is None:
-            self._drop(peer, "connection closed by the server")
-
-    def _drop(self, peer: Peer, reason: str) -> None:
-        if self._live.pop(peer.fd, None) is None:
-            return
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self._selector.unregister(peer.fd)
-        if not self._stop.is_set():
-            peer.error = peer.error or reason
-
-    def _settle(self, peer: Peer) -> None:
-        if not peer.ready:
-            peer.ready = True
-            self._connecting -= 1
-
-    def _on_connect(self, client: mqtt.Client, peer: Peer, _flags: Any, reason: ReasonCode, _p: Any) -> None:
-        if reason.is_failure:
-            peer.error = f"CONNACK refused: {reason}"
-            return
-        if peer.subscribe is None:
-            self._settle(peer)
-        else:
-            client.subscribe(peer.subscribe, qos=0 if peer.username is None else 1)
-
-    def _on_subscribe(self, _client: mqtt.Client, peer: Peer, _mid: int, codes: list[ReasonCode], _p: Any) -> None:
-        if any(code.is_failure for code in codes):
-            peer.error = f"SUBACK refused: {codes}"
-            return
-        self._settle(peer)
-
-    def _on_message(self, _client: mqtt.Client, peer: Peer, message: mqtt.MQTTMessage) -> None:
-        peer.received += 1
-        self._on_message_hook(peer, message)
-
-    def _on_publish(self, _client: mqtt.Client, peer: Peer, _mid: int, _reason: Any, _p: Any) -> None:
-        peer.acked += 1
-        peer.last_ack_at = time.perf_counter()
+        return all(peer.settled for peer in self.peers)
 
 
 # ---------------------------------------------------------------- the message mix
@@ -242,7 +100,7 @@ def progress_body(index: int) -> bytes:
     return json.dumps({"step": str(1 + index % 99), "desc": f"m{index}"}).encode()
 
 
-def send_all(swarm: Swarm, senders: Sequence[Peer], topic_of: Callable[[Peer], str], count: int) -> None:
+def send_all(swarm: Clients, senders: Sequence[Client], topic_of: Callable[[Client], str], count: int) -> None:
     """Every sender publishes `count` QoS 1 reports now; paho sends them as its in-flight window allows."""
 
     def publish() -> None:
@@ -256,7 +114,7 @@ def send_all(swarm: Swarm, senders: Sequence[Peer], topic_of: Callable[[Peer], s
     swarm.call(publish)
 
 
-def wait_for(swarm: Swarm, what: str, timeout: float, condition: Callable[[], bool], interval: float = 0.02) -> None:
+def wait_for(swarm: Clients, what: str, timeout: float, condition: Callable[[], bool], interval: float = 0.02) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         swarm.raise_if_failed()
@@ -310,9 +168,9 @@ def measure_relay(devices: int, messages: int, timeout: float) -> Outcome:
         assert process.stdout is not None
         if process.stdout.readline().strip() != b"ready":
             raise BenchError("the bare amqtt broker did not start")
-        subscriber = Peer(None, "relay-subscriber", subscribe="/ota/device/progress/#")
-        senders = [Peer(None, f"relay-{index}") for index in range(devices)]
-        swarm = Swarm(port, [subscriber, *senders], lambda _peer, _message: None)
+        subscriber = Client(None, "relay-subscriber", subscribe="/ota/device/progress/#")
+        senders = [Client(None, f"relay-{index}") for index in range(devices)]
+        swarm = Clients("relay", [subscriber, *senders], port)
         swarm.start()
         try:
             wait_for(swarm, "the relay clients to connect", 60, swarm.all_ready)
@@ -339,14 +197,14 @@ def metric_value(text: str, name: str) -> float | None:
     return sum(values) if values else None
 
 
-def prepare_fleet(api: httpx.Client, devices: int) -> tuple[int, list[Peer]]:
+def prepare_fleet(api: httpx.Client, devices: int) -> tuple[int, list[Client]]:
     """A product, `devices` token devices and a small package; returns the package id and the peers."""
     product = check(api.post("/products", json={"name": "ingest bench"}), 201, "POST /products").json()
 
-    def create(index: int) -> Peer:
+    def create(index: int) -> Client:
         body = {"product_id": product["id"], "name": f"ingest-{index:05d}"}
         token = str(check(api.post("/devices", json=body), 201, "POST /devices").json()["access_token"])
-        return Peer(token, f"ingest-{index}", subscribe=f"/ota/device/upgrade/{token}")
+        return Client(token, f"ingest-{index}", subscribe=f"/ota/device/upgrade/{token}")
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         peers = list(pool.map(create, range(devices)))
@@ -362,11 +220,7 @@ def measure_skylift(server: Server, devices: int, messages: int, timeout: float)
     ) as api:
         package_id, peers = prepare_fleet(api, devices)
 
-        def on_message(peer: Peer, message: mqtt.MQTTMessage) -> None:
-            if peer.notice is None:
-                peer.notice = json.loads(message.payload)
-
-        swarm = Swarm(server.mqtt_port, peers, on_message)
+        swarm = Clients("devices", peers, server.mqtt_port)
         swarm.start()
         try:
             wait_for(swarm, "the devices to connect", 60, swarm.all_ready)

@@ -12,21 +12,17 @@ finished. Prints rates, latency percentiles and the server's CPU time and memory
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import hashlib
 import json
 import math
 import os
 import resource
-import selectors
 import shutil
-import socket
 import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -36,9 +32,8 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.reasoncodes import ReasonCode
 
+from swarm import Peer, Swarm, new_client
 from upload_download import (
     BenchError,
     RssSampler,
@@ -56,8 +51,6 @@ MIB = 1024 * 1024
 OLD_VERSION = "1.0.0"
 NEW_VERSION = "2.0.0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-KEEPALIVE_S = 60
-CONNECT_WINDOW = 32  # per MQTT thread: connections waiting for their CONNACK/SUBACK/first PUBACK
 POLL_INTERVAL_S = 0.2
 IDLE_SAMPLE_S = 2.0
 # A management call (POST /campaigns notifies the whole first group inside the request) may take a while.
@@ -69,16 +62,14 @@ DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 
 
 @dataclass
-class SimDevice:
-    """A registered device and what happened to it, timed with `time.perf_counter()` on the bench side."""
+class SimDevice(Peer):
+    """A registered device and what happened to it, timed with `time.perf_counter()` on the bench side.
+
+    It is settled once connected, subscribed and its first version report is acknowledged."""
 
     index: int
     device_id: int
     token: str
-    client: mqtt.Client | None = None
-    fd: int = -1
-    events: int = 0
-    settled: bool = False  # connected, subscribed and first version report acknowledged (or failed trying)
     ready_at: float | None = None
     notice: dict[str, Any] | None = None
     notices: int = 0
@@ -88,26 +79,18 @@ class SimDevice:
     downloaded_at: float | None = None
     step100_acked_at: float | None = None
     done_at: float | None = None  # final version report acknowledged by the broker
-    error: str | None = None
     pending: dict[int, str] = field(default_factory=dict)  # MQTT message id -> what it was
 
     @property
     def upgrade_topic(self) -> str:
         return f"/ota/device/upgrade/{self.token}"
 
-    def fail(self, reason: str) -> None:
-        if self.error is None:
-            self.error = reason
-
 
 # ---------------------------------------------------------------- MQTT: many clients per thread
 
 
-class MqttShard:
-    """Drives a share of the paho clients from one thread with epoll and paho's loop_read/loop_write/loop_misc.
-
-    Every paho call for these clients happens on this thread; other threads hand work over with `call()`.
-    """
+class MqttShard(Swarm[SimDevice]):
+    """A share of the simulated devices on one MQTT thread (see swarm.py)."""
 
     def __init__(
         self,
@@ -116,203 +99,49 @@ class MqttShard:
         mqtt_port: int,
         on_notice: Callable[[MqttShard, SimDevice], None],
     ) -> None:
-        self.name = name
-        self.devices = list(devices)
-        self._port = mqtt_port
+        super().__init__(name, devices, mqtt_port)
+        self.devices = self.peers
         self._on_notice = on_notice
-        self._selector = selectors.DefaultSelector()
-        self._commands: deque[Callable[[], None]] = deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._live: dict[int, SimDevice] = {}
-        self._to_connect = deque(self.devices)
-        self._connecting = 0
-        self.crash: BaseException | None = None
         self.duplicate_notices = 0
         self.unexpected_messages = 0
 
-    # -- control, from any thread
+    def make_client(self, peer: SimDevice) -> mqtt.Client:
+        return new_client(f"bench-{peer.index}", peer.token)
 
-    def start(self) -> None:
-        self._thread.start()
+    def on_connect(self, client: mqtt.Client, peer: SimDevice) -> None:
+        client.subscribe(peer.upgrade_topic, qos=1)
 
-    def call(self, work: Callable[[], None]) -> None:
-        self._commands.append(work)
-        with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or already closed
-            self._wake_w.send(b"\0")
+    def on_subscribe(self, client: mqtt.Client, peer: SimDevice) -> None:
+        topic = f"/ota/device/inform/{peer.token}"
+        self.publish(peer, topic, {"id": "1", "params": {"version": OLD_VERSION}}, "inform-old")
 
-    def stop(self) -> None:
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"\0")
-        self._thread.join(timeout=15)
-        if self._thread.is_alive():
-            raise BenchError(f"MQTT thread {self.name} did not stop within 15 s")
-
-    # -- the loop
-
-    def _run(self) -> None:
-        try:
-            self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-            next_misc = time.monotonic() + 1.0
-            while not self._stop.is_set():
-                self._start_connections()
-                while self._commands:
-                    self._commands.popleft()()
-                self._update_interest()
-                for key, mask in self._selector.select(timeout=0.1):
-                    if key.data is None:
-                        with contextlib.suppress(BlockingIOError):
-                            self._wake_r.recv(4096)
-                    elif key.data.fd in self._live:
-                        self._service(key.data, mask)
-                if time.monotonic() >= next_misc:
-                    next_misc = time.monotonic() + 1.0
-                    for device in list(self._live.values()):
-                        assert device.client is not None
-                        device.client.loop_misc()  # keepalive pings
-                        self._check_alive(device)
-        except BaseException as exc:  # reported by Fleet.raise_if_failed
-            self.crash = exc
-        finally:
-            self._shutdown()
-
-    def _start_connections(self) -> None:
-        while self._to_connect and self._connecting < CONNECT_WINDOW:
-            device = self._to_connect.popleft()
-            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{device.index}", userdata=device)
-            client.username_pw_set(device.token, None)
-            client.on_connect = self._on_connect
-            client.on_subscribe = self._on_subscribe
-            client.on_message = self._on_message
-            client.on_publish = self._on_publish
-            device.client = client
-            try:
-                client.connect("127.0.0.1", self._port, keepalive=KEEPALIVE_S)
-            except OSError as exc:
-                device.fail(f"MQTT connect: {exc}")
-                device.settled = True
-                continue
-            sock = client.socket()
-            if sock is None:
-                device.fail("MQTT connect: no socket")
-                device.settled = True
-                continue
-            device.fd = sock.fileno()
-            device.events = selectors.EVENT_READ
-            self._selector.register(device.fd, device.events, device)
-            self._live[device.fd] = device
-            self._connecting += 1
-
-    def _update_interest(self) -> None:
-        for device in list(self._live.values()):
-            assert device.client is not None
-            if not self._check_alive(device):
-                continue
-            wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if device.client.want_write() else 0)
-            if wanted != device.events:
-                self._selector.modify(device.fd, wanted, device)
-                device.events = wanted
-
-    def _service(self, device: SimDevice, mask: int) -> None:
-        client = device.client
-        assert client is not None
-        if mask & selectors.EVENT_READ:
-            rc = client.loop_read()
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                self._drop(device, f"MQTT read failed: {mqtt.error_string(rc)}")
-                return
-        if mask & selectors.EVENT_WRITE and client.socket() is not None:
-            rc = client.loop_write()
-            if rc != mqtt.MQTT_ERR_SUCCESS:
-                self._drop(device, f"MQTT write failed: {mqtt.error_string(rc)}")
-                return
-        self._check_alive(device)
-
-    def _check_alive(self, device: SimDevice) -> bool:
-        assert device.client is not None
-        if device.client.socket() is None:
-            self._drop(device, "MQTT connection closed by the server")
-            return False
-        return True
-
-    def _drop(self, device: SimDevice, reason: str) -> None:
-        if self._live.pop(device.fd, None) is None:
-            return
-        with contextlib.suppress(KeyError, ValueError, OSError):
-            self._selector.unregister(device.fd)
-        if not self._stop.is_set():
-            device.fail(reason)
-            self._settle(device)
-
-    def _settle(self, device: SimDevice) -> None:
-        if not device.settled:
-            device.settled = True
-            self._connecting -= 1
-
-    def _shutdown(self) -> None:
-        for device in list(self._live.values()):
-            assert device.client is not None
-            with contextlib.suppress(Exception):
-                device.client.disconnect()  # outside a callback paho writes the DISCONNECT at once
-            sock = device.client.socket()
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.close()
-        self._live.clear()
-        self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
-
-    # -- paho callbacks (on this thread, inside loop_read/loop_write)
-
-    def _on_connect(self, client: mqtt.Client, device: SimDevice, _flags: Any, reason: ReasonCode, _p: Any) -> None:
-        if reason.is_failure:
-            device.fail(f"CONNACK refused: {reason}")
-            self._settle(device)
-            return
-        client.subscribe(device.upgrade_topic, qos=1)
-
-    def _on_subscribe(
-        self, _client: mqtt.Client, device: SimDevice, _mid: int, codes: list[ReasonCode], _p: Any
-    ) -> None:
-        if any(code.is_failure for code in codes):
-            device.fail(f"SUBACK refused: {codes}")
-            self._settle(device)
-            return
-        topic = f"/ota/device/inform/{device.token}"
-        self.publish(device, topic, {"id": "1", "params": {"version": OLD_VERSION}}, "inform-old")
-
-    def _on_message(self, _client: mqtt.Client, device: SimDevice, message: mqtt.MQTTMessage) -> None:
-        if message.topic != device.upgrade_topic:
+    def on_message(self, peer: SimDevice, message: mqtt.MQTTMessage) -> None:
+        if message.topic != peer.upgrade_topic:
             self.unexpected_messages += 1
             return
         now, wall = time.perf_counter(), time.time()
-        device.notices += 1
-        if device.notices > 1:
+        peer.notices += 1
+        if peer.notices > 1:
             self.duplicate_notices += 1  # the server promises one notice per attempt
             return
         try:
-            device.notice = json.loads(message.payload)
+            peer.notice = json.loads(message.payload)
         except ValueError as exc:
-            device.fail(f"notice is not JSON: {exc}")
+            peer.fail(f"notice is not JSON: {exc}")
             return
-        device.notice_at, device.notice_wall = now, wall
-        self._on_notice(self, device)
+        peer.notice_at, peer.notice_wall = now, wall
+        self._on_notice(self, peer)
 
-    def _on_publish(self, _client: mqtt.Client, device: SimDevice, mid: int, _reason: Any, _p: Any) -> None:
-        what = device.pending.pop(mid, None)
+    def on_publish(self, peer: SimDevice, mid: int) -> None:
+        what = peer.pending.pop(mid, None)
         now = time.perf_counter()
         if what == "inform-old":
-            device.ready_at = now
-            self._settle(device)
+            peer.ready_at = now
+            self.settle(peer)
         elif what == "step-100":
-            device.step100_acked_at = now
+            peer.step100_acked_at = now
         elif what == "inform-new":
-            device.done_at = now
+            peer.done_at = now
 
     # -- device actions (on this thread)
 
@@ -325,12 +154,12 @@ class MqttShard:
         device.pending[info.mid] = what
 
     def progress(self, device: SimDevice, step: int, desc: str, what: str = "") -> None:
-        if device.fd in self._live:
+        if self.is_live(device):
             self.publish(device, f"/ota/device/progress/{device.token}", {"step": str(step), "desc": desc}, what)
 
     def finish(self, device: SimDevice) -> None:
         """Flashed: report success, then the new version."""
-        if device.fd not in self._live:
+        if not self.is_live(device):
             return
         self.progress(device, 100, "ok", "step-100")
         topic = f"/ota/device/inform/{device.token}"

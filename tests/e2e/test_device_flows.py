@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import httpx
+import pytest
 
 from skylift_testkit import Fleet, Server, SimDevice, firmware, md5, wait_until
 
@@ -125,44 +126,36 @@ class TestProductKeyDevice:
         assert attempt["progress"] == 100
         sim.disconnect()
 
-    def test_another_version_after_step_100_is_a_mismatch(self, server: Server, api: httpx.Client) -> None:
+    # Step 100 is progress for a product-key device: what it says next decides. Alibaba's C SDK 3.x
+    # reports 100 when the last byte arrives, then -3 when the MD5 does not match.
+    @pytest.mark.parametrize(
+        ("seed", "after", "state", "reason"),
+        [
+            (4, ("inform", "1.9.0"), "failed", "version mismatch"),
+            (41, ("progress", "-3"), "failed", "verification failed"),
+            (42, ("inform", "2.0.{seed}"), "succeeded", None),
+        ],
+        ids=["another-version", "digest-check-fails", "target-version"],
+    )
+    def test_what_follows_step_100_decides(
+        self, server: Server, api: httpx.Client, seed: int, after: tuple[str, str], state: str, reason: str | None
+    ) -> None:
         fleet = Fleet.create(api)
         device = fleet.device()
         sim = SimDevice.product_key(server, device).connect()
-        campaign = fleet.campaign(fleet.package(firmware(1000, seed=4), "2.0.0")["id"])
-        sim.notice()
-        sim.progress_004(100, "downloaded")
-        fleet.wait_state(campaign["id"], device["id"], "upgrading")
-        sim.inform("1.9.0")
-        attempt = fleet.wait_state(campaign["id"], device["id"], "failed")
-        assert attempt["failure_reason"] == "version mismatch"
-        sim.disconnect()
-
-    def test_step_100_then_a_failed_digest_check_fails(self, server: Server, api: httpx.Client) -> None:
-        # Alibaba's C SDK 3.x reports 100 when the last byte arrives, then -3 when the MD5 does not match.
-        fleet = Fleet.create(api)
-        device = fleet.device()
-        sim = SimDevice.product_key(server, device).connect()
-        campaign = fleet.campaign(fleet.package(firmware(1000, seed=41), "2.0.1")["id"])
+        version = f"2.0.{seed}"
+        campaign = fleet.campaign(fleet.package(firmware(1000, seed=seed), version)["id"])
         sim.notice()
         sim.progress_004(100, "")
         attempt = fleet.wait_state(campaign["id"], device["id"], "upgrading")
         assert attempt["progress"] == 100
-        sim.progress_004(-3, "md5 mismatch")
-        attempt = fleet.wait_state(campaign["id"], device["id"], "failed")
-        assert attempt["failure_reason"] == "verification failed"
-        sim.disconnect()
-
-    def test_step_100_then_the_target_version_succeeds(self, server: Server, api: httpx.Client) -> None:
-        fleet = Fleet.create(api)
-        device = fleet.device()
-        sim = SimDevice.product_key(server, device).connect()
-        campaign = fleet.campaign(fleet.package(firmware(1000, seed=42), "2.0.2")["id"])
-        sim.notice()
-        sim.progress_004(100, "")
-        fleet.wait_state(campaign["id"], device["id"], "upgrading")
-        sim.inform("2.0.2")
-        fleet.wait_state(campaign["id"], device["id"], "succeeded")
+        kind, value = after
+        if kind == "inform":
+            sim.inform(value.format(seed=seed))
+        else:
+            sim.progress_004(int(value), "md5 mismatch")
+        attempt = fleet.wait_state(campaign["id"], device["id"], state)
+        assert attempt["failure_reason"] == reason
         sim.disconnect()
 
     def test_a_reboot_before_the_download_gets_the_notice_again(self, server: Server, api: httpx.Client) -> None:

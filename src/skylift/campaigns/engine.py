@@ -7,8 +7,6 @@ on SQLite every write transaction is serialized anyway.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from sqlalchemy import select, update
@@ -19,6 +17,7 @@ from skylift.campaigns.models import Campaign
 from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES
 from skylift.db.session import Database
 from skylift.kit.clock import Clock, SystemClock
+from skylift.kit.loop import Loop
 from skylift.packages.models import Package
 
 log = logging.getLogger(__name__)
@@ -27,43 +26,22 @@ MIN_TICK_GAP_SECONDS = 0.2
 ENGINE_ERROR_PREFIX = "paused after an error in the rollout engine: "
 
 
-class RolloutEngine:
+class RolloutEngine(Loop):
+    name = "rollout engine"
+
     def __init__(
         self,
         database: Database,
         interval_seconds: float,
         clock: Clock | None = None,
     ) -> None:
+        # Wakes during a connect or report storm are coalesced into at most one tick per gap.
+        super().__init__(interval_seconds, gap_seconds=MIN_TICK_GAP_SECONDS)
         self.database = database
         self.clock = clock or SystemClock()
-        self.interval = interval_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="rollout-engine")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def wake(self) -> None:
-        """Run a tick soon (something changed: a device arrived, reported or became reachable)."""
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("rollout engine tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            # Wakes during a connect or report storm are coalesced into at most one tick per gap.
-            await asyncio.sleep(MIN_TICK_GAP_SECONDS)
-            self._wake.clear()
+    async def round(self) -> None:
+        await self.tick()
 
     async def tick(self) -> None:
         async with self.database.transaction() as session:

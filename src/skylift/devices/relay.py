@@ -10,8 +10,6 @@ work without sending a row twice.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -21,6 +19,7 @@ from skylift.db.session import Database
 from skylift.devices.notices import Notifier, addressed
 from skylift.kit import metrics
 from skylift.kit.clock import Clock
+from skylift.kit.loop import Loop
 
 log = logging.getLogger(__name__)
 
@@ -31,43 +30,23 @@ KEEP_SENT = timedelta(minutes=10)
 PRUNE_EVERY = timedelta(minutes=1)
 
 
-class NoticeRelay:
+class NoticeRelay(Loop):
+    name = "notice relay"
+
     def __init__(
         self, database: Database, notifier: Notifier, publish: Publisher, clock: Clock, interval_seconds: float
     ) -> None:
+        super().__init__(interval_seconds)
         self.database = database
         self.notifier = notifier
         self.publish = publish
         self.clock = clock
-        self.interval = interval_seconds
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._pruned_at = clock.now()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="notice-relay")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    def wake(self) -> None:
-        """Look at the outbox soon: notices were written, or a device began to listen."""
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                while await self.relay_once() == BATCH:
-                    pass
-                await self._prune()
-            except Exception:
-                log.exception("the notice relay failed; it tries again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+    async def round(self) -> None:
+        while await self.relay_once() == BATCH:
+            pass
+        await self._prune()
 
     async def relay_once(self) -> int:
         """Send one batch of due notices; returns how many rows it handled."""
