@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import queue
+import resource
 import secrets
 import signal
 import socket
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -81,11 +83,16 @@ class Ports:
 
 @contextmanager
 def running_server(
-    data_dir: Path, ports: Ports | None = None, tls: ssl.SSLContext | None = None, **env: str
+    data_dir: Path,
+    ports: Ports | None = None,
+    tls: ssl.SSLContext | None = None,
+    open_files: int | None = None,
+    **env: str,
 ) -> Iterator[Server]:
     """Start `skylift serve` as a subprocess and wait for /healthz; stop it afterwards.
 
-    With `tls` (the context that trusts the server's certificate) the HTTP port speaks HTTPS."""
+    With `tls` (the context that trusts the server's certificate) the HTTP port speaks HTTPS; with
+    `open_files` the server runs under that descriptor limit (soft and hard)."""
     ports = ports or Ports()
     http_port, mqtt_port, token = ports.http, ports.mqtt, ports.token
     environment = {
@@ -102,7 +109,11 @@ def running_server(
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "skylift.cli", "serve"], env=environment, stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "skylift.cli", "serve"],
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else partial(_limit_open_files, open_files),
         )
     scheme = "https" if tls is not None else "http"
     server = Server(f"{scheme}://127.0.0.1:{http_port}", mqtt_port, token, data_dir, process, log_path)
@@ -117,6 +128,10 @@ def running_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def _limit_open_files(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
 def _healthy(server: Server, tls: ssl.SSLContext | None) -> bool:

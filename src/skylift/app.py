@@ -15,7 +15,8 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from skylift import __version__
-from skylift.broker.embedded import EmbeddedBroker
+from skylift.broker.embedded import EmbeddedBroker, Listener
+from skylift.broker.limits import ConnectionLimits, open_files_limit
 from skylift.campaigns import actions as campaign_actions
 from skylift.campaigns import outbox
 from skylift.campaigns import results as campaign_results
@@ -113,6 +114,15 @@ def build_context(settings: Settings) -> tuple[AppContext, bool]:
     return context, created
 
 
+def mqtt_listeners(settings: Settings) -> list[Listener]:
+    listeners = []
+    if settings.mqtt_plain_enabled:
+        listeners.append(Listener("default", settings.mqtt_host, settings.mqtt_port))
+    if settings.mqtt_tls_port is not None:
+        listeners.append(Listener("tls", settings.mqtt_host, settings.mqtt_tls_port, settings.mqtt_tls_files))
+    return listeners
+
+
 def create_app(settings: Settings | None = None, context: AppContext | None = None) -> FastAPI:
     if context is None:
         context, _ = build_context(settings or Settings())
@@ -131,7 +141,14 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             context.storage,
             context.clock,
         )
-        broker = EmbeddedBroker(settings.mqtt_host, settings.mqtt_port, hub)
+        limits = ConnectionLimits(
+            settings.mqtt_connect_timeout_seconds,
+            settings.mqtt_max_packet_bytes,
+            settings.mqtt_max_connections,
+            settings.mqtt_max_connections_per_address,
+            settings.mqtt_max_pending_connections,
+        ).within_descriptors(open_files_limit())
+        broker = EmbeddedBroker(mqtt_listeners(settings), hub, limits)
         hub.attach_publisher(broker.publish, broker.disconnect)
         engine = RolloutEngine(context.database, settings.engine_interval_seconds, context.clock)
         relay = NoticeRelay(
@@ -155,11 +172,13 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             )
         app.state.ready = True
         log.info(
-            "Skylift %s: HTTP on %s, MQTT on %s:%s",
+            "Skylift %s: HTTP on %s, MQTT on %s",
             __version__,
             settings.resolved_public_url,
-            settings.mqtt_host,
-            settings.mqtt_port,
+            ", ".join(
+                f"{listener.host}:{listener.port}{' (TLS)' if listener.tls_files else ''}"
+                for listener in mqtt_listeners(settings)
+            ),
         )
         try:
             yield

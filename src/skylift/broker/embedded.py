@@ -16,23 +16,31 @@ A device's PUBLISH is acknowledged only once the device inbox has recorded it (s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
+from amqtt.contexts import ListenerType
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 
 from skylift.broker.intake import DeviceProtocolHandler, GatedReader
+from skylift.broker.limits import ConnectionGate, ConnectionLimits, PacketTooLarge
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
 from skylift.devices.hub import DeviceHub
 from skylift.devices.identity import DeviceIdentity, session_key_for
 from skylift.devices.topics import auto_subscriptions, may_publish, may_read, topic_matches
+from skylift.kit import metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,38 +48,112 @@ PLUGINS = ("DeviceAuthPlugin", "DeviceTopicPlugin", "DeviceMessagePlugin")
 REFUSED = 0x80  # SUBACK return code of a refused filter
 
 
-def broker_config(host: str, port: int, hub: DeviceHub) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Listener:
+    """A port the broker listens on; with a certificate and key it speaks MQTT over TLS."""
+
+    name: str
+    host: str
+    port: int
+    tls_files: tuple[Path, Path] | None = None
+
+
+def broker_config(listeners: Sequence[Listener], hub: DeviceHub) -> dict[str, Any]:
+    config: dict[str, Any] = {"default": {"type": "tcp"}}  # amqtt needs one named so; without a bind it is off
+    for listener in listeners:
+        entry: dict[str, Any] = {"type": "tcp", "bind": f"{listener.host}:{listener.port}", "max_connections": -1}
+        if listener.tls_files is not None:
+            entry.update(ssl=True, certfile=str(listener.tls_files[0]), keyfile=str(listener.tls_files[1]))
+        config[listener.name] = entry
     return {
-        "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": -1}},
+        "listeners": config,
         "timeout_disconnect_delay": 2,
         "plugins": {f"skylift.broker.plugins.{name}": {"hub": hub} for name in PLUGINS},
     }
 
 
+async def _close(writer: Any) -> None:
+    """Close a connection that may already be gone (reset by the peer, or closed by the gate)."""
+    with contextlib.suppress(OSError):
+        await writer.close()
+
+
 class SkyliftBroker(Broker):  # type: ignore[misc]
-    def __init__(self, config: dict[str, Any], hub: DeviceHub) -> None:
+    def __init__(self, config: dict[str, Any], hub: DeviceHub, limits: ConnectionLimits) -> None:
         super().__init__(config)
         self.hub = hub
+        self.limits = limits
+        self.gate = ConnectionGate(limits)
+        self._tokens: dict[StreamWriterAdapter, int] = {}  # sockets not yet logged in -> their gate token
         # Granted filters with `+` or `#`; a message is matched against these and its own topic only.
         self._wildcard_filters: set[str] = set()
+
+    async def _create_server_instance(
+        self, listener_name: str, listener_type: Any, address: str | None, port: int, ssl_context: ssl.SSLContext | None
+    ) -> Any:
+        if ssl_context is None or listener_type != ListenerType.TCP:
+            return await super()._create_server_instance(listener_name, listener_type, address, port, ssl_context)
+        # The TLS handshake comes before the gate sees the socket: it gets the CONNECT timeout too.
+        return await asyncio.start_server(
+            partial(self.stream_connected, listener_name=listener_name),
+            address,
+            port,
+            reuse_address=True,
+            ssl=ssl_context,
+            ssl_handshake_timeout=self.limits.connect_timeout_seconds,
+        )
+
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
+        peer = writer.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        token = self.gate.admit(address, writer.transport.abort)
+        if token is None:
+            writer.transport.abort()
+            return
+        writer_adapter = StreamWriterAdapter(writer)
+        self._tokens[writer_adapter] = token
+        try:
+            gated = GatedReader(StreamReaderAdapter(reader), None, self.limits.max_packet_bytes)
+            await self._client_connected(listener_name, gated, writer_adapter)
+        finally:
+            self._tokens.pop(writer_adapter, None)
+            self.gate.release(token, address)
 
     async def _initialize_client_session(
         self, reader: Any, writer: Any, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session]:
         try:
-            handler, session = await DeviceProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+            handler, session = await asyncio.wait_for(
+                DeviceProtocolHandler.init_from_connect(reader, writer, self.plugins_manager),
+                self.limits.connect_timeout_seconds,
+            )
             handler.hub = self.hub
-        except (AMQTTError, MQTTError, NoDataError) as exc:
-            await writer.close()
+        except TimeoutError as exc:
+            metrics.REFUSED_CONNECTIONS.labels(reason="no CONNECT in time").inc()
+            await _close(writer)
+            raise AMQTTError(f"no CONNECT from {remote_address}:{remote_port} in time") from exc
+        except (AMQTTError, MQTTError, NoDataError, PacketTooLarge) as exc:
+            await _close(writer)
             raise AMQTTError(f"no valid CONNECT from {remote_address}:{remote_port}: {exc}") from exc
+        token = self._tokens.get(writer)
+        if token is not None:
+            self.gate.logged_in(token)
 
+        refusal = None
         if not await self._authenticate(session, None):
+            refusal = "bad credentials"
+        elif session.will_flag and not self._may_publish(session, session.will_topic or ""):
+            refusal = "a will on a topic the device may not publish to"
+            metrics.REFUSED_CONNECTIONS.labels(reason="will not allowed").inc()
+        if refusal is not None:
             # Refuse before any existing session is looked at: an impostor must not disturb it.
             session.parent = 0
             handler.attach(session, reader, writer)
             await handler.mqtt_connack_authorize(False)
-            await writer.close()
-            raise AMQTTError(f"bad credentials from {remote_address}:{remote_port}")
+            await _close(writer)
+            raise AMQTTError(f"{refusal} from {remote_address}:{remote_port}")
 
         identity = identity_of(session)
         assert identity is not None  # set by DeviceAuthPlugin on success
@@ -147,7 +229,8 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             # What the session already hears counts as subscribed (queued before any of its messages).
             for topic_filter in self._standing_filters(client_session, identity):
                 self.hub.subscribed(identity, topic_filter)
-            reader = GatedReader(reader, partial(self.hub.inbox.wait_for_room, identity.device_id))
+            if isinstance(reader, GatedReader):
+                reader.room = partial(self.hub.inbox.wait_for_room, identity.device_id)
         try:
             await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
         finally:
@@ -242,8 +325,8 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
 
 
 class EmbeddedBroker:
-    def __init__(self, host: str, port: int, hub: DeviceHub) -> None:
-        self._broker = SkyliftBroker(broker_config(host, port, hub), hub)
+    def __init__(self, listeners: Sequence[Listener], hub: DeviceHub, limits: ConnectionLimits | None = None) -> None:
+        self._broker = SkyliftBroker(broker_config(listeners, hub), hub, limits or ConnectionLimits())
 
     async def start(self) -> None:
         await self._broker.start()

@@ -23,6 +23,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.publish import PublishPacket
 
+from skylift.broker.limits import PacketTooLarge
 from skylift.broker.plugins import identity_of
 from skylift.devices.hub import DeviceHub
 from skylift.devices.topics import may_publish
@@ -71,17 +72,23 @@ class DeviceProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]
 
 class GatedReader(ReaderAdapter):  # type: ignore[misc]
     """Reads a connection only while `room()` allows: it waits between two MQTT packets, never inside one
-    (so that amqtt's read timeout, which cancels a read, can never cut a packet in half)."""
+    (so that amqtt's read timeout, which cancels a read, can never cut a packet in half).
 
-    def __init__(self, inner: ReaderAdapter, room: Callable[[], Awaitable[None]]) -> None:
+    A packet that announces more than `max_packet` bytes raises `PacketTooLarge` as soon as its length
+    is known, before its body is read. Until the device has logged in there is no `room` to wait for."""
+
+    def __init__(
+        self, inner: ReaderAdapter, room: Callable[[], Awaitable[None]] | None, max_packet: int | None = None
+    ) -> None:
         self._inner = inner
-        self._room = room
+        self.room = room
+        self._max_packet = max_packet
         self._left = 0  # bytes of the current packet still to come after its fixed header
         self._length: list[int] | None = None  # remaining-length bytes read so far, inside a fixed header
 
     async def read(self, n: int = -1) -> bytes:
-        if self._left == 0 and self._length is None:
-            await self._room()
+        if self._left == 0 and self._length is None and self.room is not None:
+            await self.room()
         data: bytes = await self._inner.read(n)
         self._count(data)
         return data
@@ -102,6 +109,9 @@ class GatedReader(ReaderAdapter):  # type: ignore[misc]
                 if data[at - 1] < 0x80 or len(self._length) == 4:
                     self._left = sum((byte & 0x7F) << (7 * i) for i, byte in enumerate(self._length))
                     self._length = None
+                    if self._max_packet is not None and self._left > self._max_packet:
+                        metrics.REFUSED_CONNECTIONS.labels(reason="packet too large").inc()
+                        raise PacketTooLarge(f"a packet of {self._left} bytes (at most {self._max_packet})")
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()

@@ -19,3 +19,6 @@ STORAGE_SWEPT_FILES = Counter("skylift_storage_swept_files", "Leftovers swept fr
 STORAGE_SWEPT_BYTES = Counter(
     "skylift_storage_swept_bytes", "Bytes of the leftovers swept from package storage", ["kind"]
 )
+REFUSED_CONNECTIONS = Counter(
+    "skylift_mqtt_refused_connections", "MQTT connections refused or closed by the broker's limits", ["reason"]
+)

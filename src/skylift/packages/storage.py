@@ -135,10 +135,12 @@ class LocalStorage:
         """The storage's own time: the modification time it gives a file touched now.
 
         File ages are measured against this, not the server's clock, because the storage sets every
-        file's modification time itself (a file server's clock on shared storage).
+        file's modification time itself (a file server's clock on shared storage). The marker is
+        written, not touched: a touch may carry the process's idea of now, a write never does.
         """
         marker = self.root / CLOCK
-        marker.touch()
+        marker.unlink(missing_ok=True)
+        marker.write_bytes(b"")
         return datetime.fromtimestamp(marker.stat().st_mtime, UTC)
 
     def orphaned_keys(self) -> set[str]:
