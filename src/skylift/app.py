@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from skylift import __version__
 from skylift.broker.embedded import EmbeddedBroker, Listener
 from skylift.broker.limits import ConnectionLimits, open_files_limit
+from skylift.broker.rates import RateLimits
 from skylift.campaigns import actions as campaign_actions
 from skylift.campaigns import outbox
 from skylift.campaigns import results as campaign_results
@@ -148,7 +149,15 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             settings.mqtt_max_connections_per_address,
             settings.mqtt_max_pending_connections,
         ).within_descriptors(open_files_limit())
-        broker = EmbeddedBroker(mqtt_listeners(settings), hub, limits)
+        rates = RateLimits(
+            settings.mqtt_device_connects_per_minute,
+            settings.mqtt_device_messages_per_second,
+            settings.mqtt_device_message_burst,
+            settings.mqtt_failed_logins_per_minute,
+            settings.mqtt_login_backoff_seconds,
+            max(settings.mqtt_login_backoff_max_seconds, settings.mqtt_login_backoff_seconds),
+        )
+        broker = EmbeddedBroker(mqtt_listeners(settings), hub, limits, rates)
         hub.attach_publisher(broker.publish, broker.disconnect)
         engine = RolloutEngine(context.database, settings.engine_interval_seconds, context.clock)
         relay = NoticeRelay(

@@ -18,10 +18,14 @@ console = Console(stderr=True)
 def serve() -> None:
     """Run the HTTP API, the embedded MQTT broker and the rollout engine in one process."""
     from skylift.app import build_context, create_app
+    from skylift.devices import topics
+    from skylift.kit import logs
 
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("transitions").setLevel(logging.WARNING)
+    # aiosqlite's debug lines carry every statement's parameters, credentials included.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     # Generate (or load) the admin token before the app starts, so a new one can be shown once.
     context, created = build_context(settings)
     if created:
@@ -40,6 +44,8 @@ def serve() -> None:
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
     )
+    # uvicorn has set up its handlers by now: every one of them gets the secrets filter.
+    logs.install(topics.redact)
     uvicorn.Server(config).run()
 
 

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     mqtt_max_connections: int = Field(default=100_000, ge=1)
     mqtt_max_connections_per_address: int = Field(default=1_000, ge=1)
     mqtt_max_pending_connections: int = Field(default=512, ge=1)
+    # Rate limits (see broker/rates.py): far above what a healthy fleet does.
+    mqtt_device_connects_per_minute: int = Field(default=30, ge=1)
+    mqtt_device_messages_per_second: float = Field(default=200.0, gt=0)
+    mqtt_device_message_burst: int = Field(default=400, ge=1)
+    mqtt_failed_logins_per_minute: int = Field(default=100, ge=1)
+    mqtt_login_backoff_seconds: float = Field(default=60.0, gt=0)
+    mqtt_login_backoff_max_seconds: float = Field(default=900.0, gt=0)
     # JSON bodies of the management API; package uploads stream under the run-time file size limit.
     max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     engine_interval_seconds: float = Field(default=1.0, gt=0, le=60)

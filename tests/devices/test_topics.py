@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from skylift.devices import topics
 from skylift.devices.identity import DeviceIdentity, LoginStyle
 from skylift.devices.topics import (
     Route,
@@ -255,3 +256,24 @@ class TestAutoSubscriptions:
 
     def test_each_one_is_readable(self) -> None:
         assert all(may_read(ME, topic) and may_subscribe(ME, topic) for topic in auto_subscriptions(ME))
+
+
+class TestRedact:
+    @pytest.mark.parametrize(
+        ("line", "secret", "logged"),
+        [
+            ("not on /ota/device/progress/AbC-12_x; dropped", "AbC-12_x", "/ota/device/progress/***; dropped"),
+            ("malformed report on attributes/tok123: not JSON", "tok123", "attributes/***: not JSON"),
+            ("sent on gateway_command_send/tok9", "tok9", "gateway_command_send/***"),
+            ("filter '/ota/device/upgrade/tok8' refused", "tok8", "'/ota/device/upgrade/***'"),
+        ],
+    )
+    def test_token_topics_lose_their_token(self, line: str, secret: str, logged: str) -> None:
+        assert logged in topics.redact(line)
+        assert secret not in topics.redact(line)
+
+    @pytest.mark.parametrize(
+        "line", ["/ota/device/upgrade/a1pk/dev-1", "/sys/a1pk/dev-1/thing/ota/firmware/get", "/ota/device/upgrade/+/+"]
+    )
+    def test_product_key_topics_and_filters_are_kept(self, line: str) -> None:
+        assert topics.redact(line) == line

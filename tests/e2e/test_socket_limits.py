@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mqtt_raw import closed_within, connect_packet, remaining_length
 from skylift_testkit import Fleet, Server, SimDevice, firmware, running_server
-from socket_counts import closed_within
 
 CONNECT_TIMEOUT_S = 5
 PER_ADDRESS = 300
@@ -28,7 +28,7 @@ PER_ADDRESS = 300
 FLOOD = textwrap.dedent(
     """
     import resource, socket, sys
-    from socket_counts import closed_within
+    from mqtt_raw import closed_within
     port, per_source, sources, wait = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(","), float(sys.argv[4])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -128,25 +128,6 @@ class TestSilentSockets:
             sim.disconnect()
         finally:
             close_all(sockets)
-
-
-def connect_packet(client_id: str, username: str) -> bytes:
-    def string(text: str) -> bytes:
-        data = text.encode()
-        return len(data).to_bytes(2, "big") + data
-
-    variable = string("MQTT") + bytes([4, 0x82]) + (30).to_bytes(2, "big")
-    body = variable + string(client_id) + string(username)
-    return bytes([0x10]) + remaining_length(len(body)) + body
-
-
-def remaining_length(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value % 128, value // 128
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def rss_kib(pid: int) -> int:

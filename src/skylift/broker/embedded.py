@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import ListenerType
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, SERVER_UNAVAILABLE
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
@@ -37,6 +39,7 @@ from amqtt.session import OutgoingApplicationMessage, Session
 from skylift.broker.intake import DeviceProtocolHandler, GatedReader
 from skylift.broker.limits import ConnectionGate, ConnectionLimits, PacketTooLarge
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
+from skylift.broker.rates import RateGate, RateLimits
 from skylift.devices.hub import DeviceHub
 from skylift.devices.identity import DeviceIdentity, session_key_for
 from skylift.devices.topics import auto_subscriptions, may_publish, may_read, topic_matches
@@ -79,11 +82,12 @@ async def _close(writer: Any) -> None:
 
 
 class SkyliftBroker(Broker):  # type: ignore[misc]
-    def __init__(self, config: dict[str, Any], hub: DeviceHub, limits: ConnectionLimits) -> None:
+    def __init__(self, config: dict[str, Any], hub: DeviceHub, limits: ConnectionLimits, rates: RateLimits) -> None:
         super().__init__(config)
         self.hub = hub
         self.limits = limits
         self.gate = ConnectionGate(limits)
+        self.rates = RateGate(rates)
         self._tokens: dict[StreamWriterAdapter, int] = {}  # sockets not yet logged in -> their gate token
         # Granted filters with `+` or `#`; a message is matched against these and its own topic only.
         self._wildcard_filters: set[str] = set()
@@ -141,19 +145,16 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
         if token is not None:
             self.gate.logged_in(token)
 
-        refusal = None
-        if not await self._authenticate(session, None):
-            refusal = "bad credentials"
-        elif session.will_flag and not self._may_publish(session, session.will_topic or ""):
-            refusal = "a will on a topic the device may not publish to"
-            metrics.REFUSED_CONNECTIONS.labels(reason="will not allowed").inc()
+        refusal = await self._refusal(session, remote_address, time.monotonic())
         if refusal is not None:
             # Refuse before any existing session is looked at: an impostor must not disturb it.
+            reason, code = refusal
+            metrics.REFUSED_CONNECTIONS.labels(reason=reason).inc()
             session.parent = 0
             handler.attach(session, reader, writer)
-            await handler.mqtt_connack_authorize(False)
+            await handler.refuse_connect(code)
             await _close(writer)
-            raise AMQTTError(f"{refusal} from {remote_address}:{remote_port}")
+            raise AMQTTError(f"{reason} from {remote_address}:{remote_port}")
 
         identity = identity_of(session)
         assert identity is not None  # set by DeviceAuthPlugin on success
@@ -190,6 +191,28 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
         if session.keep_alive > 0 and isinstance(delay, int):
             session.keep_alive += delay
         return handler, session
+
+    async def _refusal(self, session: Session, address: str, now: float) -> tuple[str, int] | None:
+        """Why a CONNECT is refused, with its CONNACK return code; None when it is accepted."""
+        if self.rates.login_backed_off(address, now):
+            return "login back-off", SERVER_UNAVAILABLE  # credentials are not even looked at
+        if not await self._authenticate(session, None):
+            self.rates.login_failed(address, now)
+            return "bad credentials", NOT_AUTHORIZED
+        if session.will_flag and not self._may_publish(session, session.will_topic or ""):
+            return "will not allowed", NOT_AUTHORIZED
+        identity = identity_of(session)
+        if identity is not None and not self.rates.may_connect(identity.device_id, now):
+            return "too many connects", SERVER_UNAVAILABLE
+        return None
+
+    async def _room(self, device_id: int) -> None:
+        """Before each packet of a device: room in its inbox, and its message rate."""
+        await self.hub.inbox.wait_for_room(device_id)
+        delay = self.rates.message_delay(device_id, time.monotonic())
+        if delay > 0:
+            metrics.SLOWED_READS.inc()
+            await asyncio.sleep(delay)
 
     async def _auto_subscribe(self, session: Session, identity: DeviceIdentity) -> None:
         """Subscribe the device to its downlink topics, QoS 1, before its CONNACK goes out: nothing
@@ -230,7 +253,7 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             for topic_filter in self._standing_filters(client_session, identity):
                 self.hub.subscribed(identity, topic_filter)
             if isinstance(reader, GatedReader):
-                reader.room = partial(self.hub.inbox.wait_for_room, identity.device_id)
+                reader.room = partial(self._room, identity.device_id)
         try:
             await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
         finally:
@@ -325,8 +348,15 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
 
 
 class EmbeddedBroker:
-    def __init__(self, listeners: Sequence[Listener], hub: DeviceHub, limits: ConnectionLimits | None = None) -> None:
-        self._broker = SkyliftBroker(broker_config(listeners, hub), hub, limits or ConnectionLimits())
+    def __init__(
+        self,
+        listeners: Sequence[Listener],
+        hub: DeviceHub,
+        limits: ConnectionLimits | None = None,
+        rates: RateLimits | None = None,
+    ) -> None:
+        config = broker_config(listeners, hub)
+        self._broker = SkyliftBroker(config, hub, limits or ConnectionLimits(), rates or RateLimits())
 
     async def start(self) -> None:
         await self._broker.start()

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from amqtt.adapters import ReaderAdapter
+from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.constants import QOS_0, QOS_1
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
@@ -68,6 +69,11 @@ class DeviceProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]
                 await self._send_packet(PubackPacket.build(packet_id))
             return
         await super().handle_publish(publish_packet)  # QoS 2: PUBREC, PUBREL, PUBCOMP as amqtt does them
+
+    async def refuse_connect(self, return_code: int) -> None:
+        """CONNACK with a refusal code (5: not authorized, 3: server unavailable, retry later)."""
+        session_parent = self.session.parent if self.session is not None else 0
+        await self._send_packet(ConnackPacket.build(session_parent, return_code))
 
 
 class GatedReader(ReaderAdapter):  # type: ignore[misc]

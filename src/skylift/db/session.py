@@ -109,7 +109,10 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         connect_args: dict[str, Any] = {"timeout": 30} if self.is_sqlite else {}
-        self.engine = create_async_engine(url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite)
+        # Statement parameters hold credentials: never in log lines or error messages.
+        self.engine = create_async_engine(
+            url, connect_args=connect_args, pool_pre_ping=not self.is_sqlite, hide_parameters=True
+        )
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from skylift.devices.identity import DeviceIdentity, LoginStyle
@@ -211,3 +212,18 @@ def may_subscribe(identity: DeviceIdentity, topic_filter: str) -> bool:
     if any(topic_matches(topic_filter, topic) for topic in _own_topics(identity)):
         return True
     return _matches_below(topic_filter, _sys_prefix(identity).rstrip("/"))
+
+
+# Token devices' topics carry their access token, their whole credential: `/ota/device/{kind}/{token}`
+# and EZtCloud's `{kind}/{username}`. Product-key topics (`{pk}/{dn}`) name a device, not a secret.
+_OTA_TOKEN = re.compile(r"(/ota/device/[a-z_]+/)([^/\s'\",);:]+)(?=$|[\s'\",);:])")
+_EZT_USERNAME = re.compile(
+    r"(?<![\w/])(" + "|".join(sorted(EZTCLOUD_KINDS, key=len, reverse=True)) + r")/([^/\s'\",);:]+)"
+)
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """`text` with the credential in every topic it mentions replaced by `***` (for log lines)."""
+    text = _OTA_TOKEN.sub(lambda m: m.group(1) + REDACTED, text)
+    return _EZT_USERNAME.sub(lambda m: f"{m.group(1)}/{REDACTED}", text)

@@ -22,3 +22,6 @@ STORAGE_SWEPT_BYTES = Counter(
 REFUSED_CONNECTIONS = Counter(
     "skylift_mqtt_refused_connections", "MQTT connections refused or closed by the broker's limits", ["reason"]
 )
+SLOWED_READS = Counter(
+    "skylift_mqtt_slowed_reads", "Times a device's connection was read more slowly for its message rate"
+)
