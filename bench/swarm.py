@@ -12,6 +12,7 @@ import selectors
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class Peer:
 P = TypeVar("P", bound=Peer)
 
 
-class Swarm(Generic[P]):
+class Swarm(ABC, Generic[P]):
     def __init__(self, name: str, peers: Sequence[P], port: int) -> None:
         self.name = name
         self.peers = list(peers)
@@ -64,9 +65,9 @@ class Swarm(Generic[P]):
 
     # -- what a subclass provides (on the swarm's thread)
 
+    @abstractmethod
     def make_client(self, peer: P) -> mqtt.Client:
         """A new client for `peer` (client id and login); the swarm wires the callbacks."""
-        raise NotImplementedError
 
     def on_connect(self, client: mqtt.Client, peer: P) -> None:
         self.settle(peer)

@@ -157,7 +157,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             settings.mqtt_login_backoff_seconds,
             max(settings.mqtt_login_backoff_max_seconds, settings.mqtt_login_backoff_seconds),
         )
-        broker = EmbeddedBroker(mqtt_listeners(settings), hub, limits, rates)
+        listeners = mqtt_listeners(settings)
+        broker = EmbeddedBroker(listeners, hub, limits, rates)
         hub.attach_publisher(broker.publish, broker.disconnect)
         engine = RolloutEngine(context.database, settings.engine_interval_seconds, context.clock)
         relay = NoticeRelay(
@@ -185,8 +186,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             __version__,
             settings.resolved_public_url,
             ", ".join(
-                f"{listener.host}:{listener.port}{' (TLS)' if listener.tls_files else ''}"
-                for listener in mqtt_listeners(settings)
+                f"{listener.host}:{listener.port}{' (TLS)' if listener.tls_files else ''}" for listener in listeners
             ),
         )
         try:

@@ -17,6 +17,7 @@ database and package files (`open_files_limit` raises the soft limit to the hard
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 from collections import Counter
@@ -45,12 +46,11 @@ class ConnectionLimits:
         if self.max_connections <= room:
             return self
         log.warning("MQTT connections capped at %d by the open-files limit (%d)", room, open_files)
-        return ConnectionLimits(
-            self.connect_timeout_seconds,
-            self.max_packet_bytes,
-            room,
-            min(self.max_per_address, room),
-            min(self.max_pending, room),
+        return dataclasses.replace(
+            self,
+            max_connections=room,
+            max_per_address=min(self.max_per_address, room),
+            max_pending=min(self.max_pending, room),
         )
 
 

@@ -96,7 +96,8 @@ def http_signature(secret: str, device_name: str, product_key: str, timestamp: s
     return hmac.new(secret.encode(), content.encode(), hashlib.sha256).hexdigest()
 
 
-def _identity(device: Device, style: LoginStyle, auto_subscribe: bool = False) -> DeviceIdentity:
+def identity_for(device: Device, style: LoginStyle, auto_subscribe: bool = False) -> DeviceIdentity:
+    """Who a device is, as it logged in (its product must be loaded)."""
     return DeviceIdentity(
         device_id=device.id,
         product_id=device.product_id,
@@ -126,7 +127,7 @@ async def by_token(session: AsyncSession, access_token: str) -> DeviceIdentity |
         .where(Device.access_token == access_token, Device.enabled.is_(True))
         .options(selectinload(Device.product))
     )
-    return _identity(device, LoginStyle.TOKEN) if device is not None else None
+    return identity_for(device, LoginStyle.TOKEN) if device is not None else None
 
 
 async def authenticate(
@@ -142,7 +143,7 @@ async def authenticate(
             return None
         if not password_matches(device, password, client_id):
             return None
-        return _identity(device, LoginStyle.PRODUCT_KEY, auto_subscribe=wants_auto_subscribe(client_id))
+        return identity_for(device, LoginStyle.PRODUCT_KEY, auto_subscribe=wants_auto_subscribe(client_id))
     return await by_token(session, username)
 
 
@@ -160,7 +161,7 @@ async def authenticate_signed(
     if device is None:
         return None
     expected = http_signature(device.device_secret, device_name, product_key, timestamp)
-    return _identity(device, LoginStyle.PRODUCT_KEY) if _same(sign.lower(), expected) else None
+    return identity_for(device, LoginStyle.PRODUCT_KEY) if _same(sign.lower(), expected) else None
 
 
 async def sub_device(session: AsyncSession, gateway_id: int, address: str) -> DeviceIdentity | None:
@@ -171,4 +172,4 @@ async def sub_device(session: AsyncSession, gateway_id: int, address: str) -> De
         .options(selectinload(Device.product))
     )
     # A sub-device never logs in itself; its identity is that of its token.
-    return _identity(device, LoginStyle.TOKEN) if device is not None else None
+    return identity_for(device, LoginStyle.TOKEN) if device is not None else None

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from skylift.db.session import Database, after_commit, current_batch
+from skylift.devices.credentials import identity_for
 from skylift.devices.identity import DeviceIdentity, LoginStyle
 from skylift.devices.models import InboxMessage
 from skylift.kit import metrics
@@ -158,12 +159,19 @@ class Inbox:
     def __len__(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
 
-    def _queue(self, device_id: int, item: _Item) -> None:
+    def _queue(self, device_id: int, item: _Item, first: bool = False) -> None:
+        """Queue an item behind the device's others (`first`: before them, and the device's turn first)."""
         queue = self._queues.get(device_id)
         if queue is None:
             queue = self._queues[device_id] = deque()
-            self._turns.append(device_id)
-        queue.append(item)
+            if first:
+                self._turns.appendleft(device_id)
+            else:
+                self._turns.append(device_id)
+        if first:
+            queue.appendleft(item)
+        else:
+            queue.append(item)
         self._work.set()
 
     def _next(self) -> tuple[int, _Item] | None:
@@ -290,11 +298,7 @@ class Inbox:
         for device_id, item in reversed(taken):
             if isinstance(item, _Message):
                 item.applied = False
-            queue = self._queues.get(device_id)
-            if queue is None:
-                queue = self._queues[device_id] = deque()
-                self._turns.appendleft(device_id)
-            queue.appendleft(item)
+            self._queue(device_id, item, first=True)
         for message in fresh:
             message.row_id = None
         self._fresh[:0] = fresh
@@ -324,15 +328,7 @@ class Inbox:
                 if device is None:
                     gone.append(row.id)  # the device was deleted meanwhile
                     continue
-                identity = DeviceIdentity(
-                    device_id=device.id,
-                    product_id=device.product_id,
-                    product_key=device.product.product_key,
-                    name=device.name,
-                    access_token=device.access_token,
-                    login_style=LoginStyle(row.login_style),
-                    auto_subscribe=row.auto_subscribe,
-                )
+                identity = identity_for(device, LoginStyle(row.login_style), row.auto_subscribe)
                 message = _Message(identity, row.topic, row.payload, row.received_at, None, row_id=row.id)
                 self._queue(device.id, message)
             await self._forget(session, gone)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 
 log = logging.getLogger(__name__)
 
 
-class Loop:
+class Loop(ABC):
     name = "loop"
 
     def __init__(self, interval_seconds: float, gap_seconds: float = 0.0) -> None:
@@ -23,8 +24,9 @@ class Loop:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
+    @abstractmethod
     async def round(self) -> None:
-        raise NotImplementedError
+        """One round of the loop's work."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
