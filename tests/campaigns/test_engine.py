@@ -197,8 +197,8 @@ class TestIdempotence:
 class TestEndAndWindow:
     def test_nothing_goes_out_outside_the_window(self, world: World, run: Callable[..., Any]) -> None:
         run(world.add_devices(2))
-        # Creation uses the real clock: put the window two hours from now.
-        opens = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+        # The campaign is created at NOW; its window opens two hours later.
+        opens = NOW.replace(second=0, microsecond=0) + timedelta(hours=2)
         window = {"start": f"{opens:%H:%M}", "end": f"{opens + timedelta(hours=1):%H:%M}", "tz": "UTC"}
         cid = run(world.create(schedule={"window": window}))
         assert run(world.notices()) == 0
