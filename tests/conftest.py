@@ -5,7 +5,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from skylift.kit import sealing
 from skylift_testkit import Server, running_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def credentials_keyring() -> sealing.Keyring:
+    """Tests that work on the database in-process seal credentials as the server does."""
+    keyring = sealing.Keyring([sealing.new_key()])
+    sealing.use(keyring)
+    return keyring
 
 
 @pytest.fixture(scope="session")

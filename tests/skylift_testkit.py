@@ -214,6 +214,7 @@ class SimDevice:
     ) -> None:
         self.server = server
         self.topic_id = topic_id
+        self.device_id: int | None = None  # the registered device it plays, when made from one
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.connack: ReasonCode | None = None
         self.connected = False
@@ -233,13 +234,17 @@ class SimDevice:
 
     @classmethod
     def token(cls, server: Server, device: dict[str, Any], **kwargs: Any) -> SimDevice:
-        return cls(server, device["access_token"], None, device["access_token"], **kwargs)
+        sim = cls(server, device["access_token"], None, device["access_token"], **kwargs)
+        sim.device_id = device.get("id")
+        return sim
 
     @classmethod
     def product_key(cls, server: Server, device: dict[str, Any], password: str | None = None, **kw: Any) -> SimDevice:
         username = f"{device['name']}&{device['product_key']}"
         topic_id = f"{device['product_key']}/{device['name']}"
-        return cls(server, username, password or device["device_secret"], topic_id, **kw)
+        sim = cls(server, username, password or device["device_secret"], topic_id, **kw)
+        sim.device_id = device.get("id")
+        return sim
 
     def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _props: Any) -> None:
         self.connack = reason

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -24,7 +26,7 @@ from skylift.campaigns import results as campaign_results
 from skylift.campaigns.endpoints import package_results_router
 from skylift.campaigns.endpoints import router as campaigns_router
 from skylift.campaigns.engine import RolloutEngine
-from skylift.config import Settings, load_or_create_secret
+from skylift.config import Settings, credentials_keyring, load_or_create_secret
 from skylift.context import AppContext
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database
@@ -35,6 +37,7 @@ from skylift.devices.http_api import router as device_api_router
 from skylift.devices.hub import DeviceHub
 from skylift.devices.notices import Notifier
 from skylift.devices.relay import NoticeRelay
+from skylift.kit import sealing
 from skylift.kit.errors import SkyliftError, error_responses
 from skylift.kit.guards import RequestGuard
 from skylift.kit.signing import UrlSigner
@@ -42,6 +45,7 @@ from skylift.packages.endpoints import router as packages_router
 from skylift.packages.reconcile import reconcile_storage
 from skylift.packages.storage import LocalStorage
 from skylift.registry.endpoints import router as registry_router
+from skylift.registry.service import check_credentials_key, reseal_credentials
 from skylift.system.endpoints import audit_router
 from skylift.system.endpoints import router as settings_router
 
@@ -95,9 +99,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "the server failed to answer this request; it has been logged")
 
 
+def protect_data_dir(data_dir: Path) -> None:
+    """The data dir is the owner's alone: the directory 0700, the database and key files in it 0600."""
+    # What this process creates from now on (the database, its journal, package files) is owner-only.
+    os.umask(0o077)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for path in data_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o600)
+
+
 def build_context(settings: Settings) -> tuple[AppContext, bool]:
     """Collaborators of this process; True when the admin token was generated just now."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    protect_data_dir(settings.data_dir)
+    sealing.use(credentials_keyring(settings))
     created = False
     admin_token = settings.admin_token
     if admin_token is None:
@@ -134,6 +150,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         await upgrade_to_head(context.database)
         async with context.database.transaction() as session:
             await device_service.mark_all_offline(session)
+            await check_credentials_key(session)
+            if sealing.keyring().has_old_keys:
+                log.info("%d devices' credentials resealed with the current key", await reseal_credentials(session))
         await reconcile_storage(context.database, context.storage, settings.storage_sweep_min_age)
         hub = DeviceHub(
             context.database,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, FilePath, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from skylift.kit.sealing import Keyring, new_key
 
 MIN_SECRET_LENGTH = 32
 
@@ -29,6 +33,8 @@ class Settings(BaseSettings):
     mqtt_tls_key_file: FilePath | None = None
     admin_token: str | None = None
     secret_key: str | None = None
+    # Seals device credentials at rest: comma-separated keys, the current one first (kit/sealing.py).
+    credentials_key: str | None = None
     public_url: str | None = None
     public_https_url: str | None = None
     database_url: str | None = None
@@ -100,12 +106,18 @@ class Settings(BaseSettings):
     def _refuse_weak_secrets_in_production(self) -> Settings:
         if self.environment != "production":
             return self
-        for name in ("admin_token", "secret_key"):
+        for name in ("admin_token", "secret_key", "credentials_key"):
             value = getattr(self, name)
             if value is None or len(value) < MIN_SECRET_LENGTH:
                 raise ValueError(
                     f"SKYLIFT_{name.upper()} must be set to at least {MIN_SECRET_LENGTH} characters in production"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _credentials_keys_are_keys(self) -> Settings:
+        if self.credentials_key is not None:
+            Keyring.parse(self.credentials_key)  # raises ValueError with the expected form
         return self
 
     @property
@@ -139,12 +151,20 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.storage_sweep_min_age_seconds)
 
 
-def load_or_create_secret(path: Path) -> tuple[str, bool]:
+def load_or_create_secret(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> tuple[str, bool]:
     """Read a generated secret kept in the data dir, creating it on first use; True when just created."""
     if path.exists():
         return path.read_text().strip(), False
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    value = make()
+    # Created owner-only from the start: never readable by others, not even for a moment.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(value + "\n")
     return value, True
+
+
+def credentials_keyring(settings: Settings) -> Keyring:
+    """SKYLIFT_CREDENTIALS_KEY, or a key generated once and kept in the data dir."""
+    text = settings.credentials_key or load_or_create_secret(settings.data_dir / "credentials-key", new_key)[0]
+    return Keyring.parse(text)

@@ -45,7 +45,7 @@ class TestVerificationGate:
         assert refused.status_code == 409
         assert "verification" in refused.json()["error"]["message"]
 
-        first_device = _device_of(api, fleet, sims[0])
+        first_device = _device_of(sims[0])
         verify_id = fleet.campaign(package["id"], type="verify", device_ids=[first_device])["id"]
         assert api.get(f"/packages/{package['id']}").json()["verification"]["state"] == "verifying"
         sims[0].notice()
@@ -68,9 +68,7 @@ class TestStagedRollout:
         self, server: Server, api: httpx.Client, fleet: Fleet
     ) -> None:
         sims = online_devices(server, fleet, 30)
-        by_token = {sim.topic_id: sim for sim in sims}
-        listed = api.get("/devices", params={"product_id": fleet.product_id}).json()["items"]
-        devices = {d["id"]: by_token[d["access_token"]] for d in listed}
+        devices = {_device_of(sim): sim for sim in sims}
         package = fleet.package(firmware(2000, seed=51), "3.0.0")
         campaign = fleet.campaign(
             package["id"],
@@ -300,7 +298,7 @@ class TestRestart:
             wait_until(lambda: sum(len(s.notices) for s in sims) == 3, what="the first group's notices")
             first_group = [s for s in sims if s.notices]
             first_group[0].progress_002(100)
-            fleet.wait_state(cid, _device_of(api, fleet, first_group[0]), "succeeded")
+            fleet.wait_state(cid, _device_of(first_group[0]), "succeeded")
             server.process.send_signal(signal.SIGKILL)
             server.process.wait()
         with running_server(data_dir, ports) as server, server.api() as api:
@@ -319,8 +317,6 @@ class TestRestart:
             disconnect_all(sims)
 
 
-def _device_of(api: httpx.Client, fleet: Fleet, sim: SimDevice) -> int:
-    for device in api.get("/devices", params={"product_id": fleet.product_id}).json()["items"]:
-        if device["access_token"] == sim.topic_id:
-            return int(device["id"])
-    raise AssertionError("no such device")
+def _device_of(sim: SimDevice) -> int:
+    assert sim.device_id is not None
+    return sim.device_id

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from skylift.kit import sealing
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -45,3 +48,70 @@ class Base(DeclarativeBase):
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class SealedField:
+    """A credential kept sealed in `column` (kit.sealing) and opened only when read.
+
+    Opening costs tens of microseconds, so rows loaded in bulk (admission, lists) never pay for it;
+    the opened value is remembered for the ciphertext it came from. With `digest`, setting the value
+    also stores its keyed digest there, for lookups."""
+
+    def __init__(self, column: str, digest: str | None = None) -> None:
+        self.column = column
+        self.digest = digest
+        self.cache = f"_opened_{column}"
+
+    def open(self, instance: object) -> str | None:
+        sealed: str | None = getattr(instance, self.column)
+        if sealed is None:
+            return None
+        cached: tuple[str, str] | None = instance.__dict__.get(self.cache)
+        if cached is not None and cached[0] == sealed:
+            return cached[1]
+        value = sealing.keyring().open(sealed)
+        instance.__dict__[self.cache] = (sealed, value)
+        return value
+
+    def store(self, instance: object, value: str | None) -> None:
+        sealed = None if value is None else sealing.keyring().seal(value)
+        setattr(instance, self.column, sealed)
+        if sealed is not None and value is not None:
+            instance.__dict__[self.cache] = (sealed, value)
+        if self.digest is not None:
+            setattr(instance, self.digest, None if value is None else sealing.keyring().digest(value))
+
+
+class Sealed(SealedField):
+    """A sealed credential that is always present."""
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> Sealed: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> str: ...
+    def __get__(self, instance: object | None, owner: type) -> Sealed | str:
+        if instance is None:
+            return self
+        value = self.open(instance)
+        if value is None:
+            raise sealing.SealingError(f"{self.column} is empty")
+        return value
+
+    def __set__(self, instance: object, value: str) -> None:
+        self.store(instance, value)
+
+
+class SealedOrNone(SealedField):
+    """A sealed value that may be absent."""
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> SealedOrNone: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> str | None: ...
+    def __get__(self, instance: object | None, owner: type) -> SealedOrNone | str | None:
+        if instance is None:
+            return self
+        return self.open(instance)
+
+    def __set__(self, instance: object, value: str | None) -> None:
+        self.store(instance, value)

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from skylift.devices.identity import DeviceIdentity, LoginStyle
+from skylift.kit import sealing
 from skylift.registry.models import Device, Product
 
 MAX_CREDENTIAL_LENGTH = 256
@@ -124,7 +125,7 @@ async def by_token(session: AsyncSession, access_token: str) -> DeviceIdentity |
         return None
     device = await session.scalar(
         select(Device)
-        .where(Device.access_token == access_token, Device.enabled.is_(True))
+        .where(Device.token_digest.in_(sealing.keyring().digests(access_token)), Device.enabled.is_(True))
         .options(selectinload(Device.product))
     )
     return identity_for(device, LoginStyle.TOKEN) if device is not None else None

@@ -55,6 +55,9 @@ RETRY_SECONDS = 1.0  # after a cycle failed to commit
 YIELD_SECONDS = 0.1  # at most this long between two cycles while other connections use the database
 STOP_SECONDS = 10.0  # at shutdown, how long queued items are still applied
 _IDS_PER_STATEMENT = 500
+# A token device's topics carry its access token, which is sealed at rest: the inbox keeps this mark in
+# its place and the replay puts back the token of the identity it rebuilds from the device's row.
+_TOKEN_MARK = "{access_token}"
 
 
 @dataclass(eq=False)
@@ -75,6 +78,10 @@ class _Job:
 
 
 _Item = _Message | _Job
+
+
+def _stored_topic(identity: DeviceIdentity, topic: str) -> str:
+    return topic.replace(identity.access_token, _TOKEN_MARK) if identity.access_token else topic
 
 
 def _what(item: _Item) -> str:
@@ -274,7 +281,7 @@ class Inbox:
                 "device_id": message.identity.device_id,
                 "login_style": message.identity.login_style.value,
                 "auto_subscribe": message.identity.auto_subscribe,
-                "topic": message.topic,
+                "topic": _stored_topic(message.identity, message.topic),
                 "payload": message.payload,
                 "received_at": message.received_at,
             }
@@ -329,7 +336,8 @@ class Inbox:
                     gone.append(row.id)  # the device was deleted meanwhile
                     continue
                 identity = identity_for(device, LoginStyle(row.login_style), row.auto_subscribe)
-                message = _Message(identity, row.topic, row.payload, row.received_at, None, row_id=row.id)
+                topic = row.topic.replace(_TOKEN_MARK, identity.access_token)
+                message = _Message(identity, topic, row.payload, row.received_at, None, row_id=row.id)
                 self._queue(device.id, message)
             await self._forget(session, gone)
         log.info("%d device messages received before the last stop are applied now", len(rows) - len(gone))

@@ -11,9 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from skylift.campaigns import attempts
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.topics import gateway_command_topic
+from skylift.kit import sealing
 from skylift.kit.versions import same_version
 from skylift.registry import service as registry
 from skylift.registry.models import Device, DeviceVersion, Module
+
+
+def _sealed(value: str | None) -> str | None:
+    """For bulk updates, which bypass the model's sealed attributes."""
+    return None if value is None else sealing.keyring().seal(value)
 
 
 async def properties_reported(
@@ -69,7 +75,7 @@ async def mark_connected(session: AsyncSession, identity: DeviceIdentity, now: d
     await session.execute(
         update(Device)
         .where(Device.gateway_id == device.id)
-        .values(online=True, listening=False, command_topic=gateway_command_topic(identity.username))
+        .values(online=True, listening=False, command_topic_sealed=_sealed(gateway_command_topic(identity.username)))
     )
     await session.flush()
     return device.connection_epoch
@@ -98,7 +104,7 @@ async def listens(session: AsyncSession, device_id: int, channel: str | None, ke
     one stays. Sub-devices hear through their gateway (see `relays`)."""
     values: dict[str, object] = {"listening": True}
     if not keep_channel:
-        values["command_topic"] = channel
+        values["command_topic_sealed"] = _sealed(channel)
     await session.execute(
         update(Device)
         .where(Device.id == device_id, Device.gateway_id.is_(None), Device.online.is_(True))

@@ -10,8 +10,10 @@ from skylift.kit.schemas import ItemsOut
 from skylift.registry import service
 from skylift.registry.schemas import (
     DeviceCreate,
+    DeviceCredentials,
     DeviceOut,
     DevicePatch,
+    DeviceWithCredentials,
     ModuleCreate,
     ModuleOut,
     ModulePatch,
@@ -74,8 +76,11 @@ async def update_module(module_id: Id, body: ModulePatch, session: SessionDep, a
     return ModuleOut.model_validate(module)
 
 
-@router.post("/devices", status_code=201, response_model=DeviceOut)
-async def create_device(body: DeviceCreate, context: ContextDep, session: SessionDep, actor: AdminDep) -> DeviceOut:
+@router.post("/devices", status_code=201, response_model=DeviceWithCredentials)
+async def create_device(
+    body: DeviceCreate, context: ContextDep, session: SessionDep, actor: AdminDep
+) -> DeviceWithCredentials:
+    """Register a device; the answer carries its credentials (later only through `.../credentials`)."""
     device = await service.create_device(session, body)
     audit.record(
         session,
@@ -86,7 +91,7 @@ async def create_device(body: DeviceCreate, context: ContextDep, session: Sessio
         **body.model_dump(include={"product_id", "name", "gateway_id", "address"}, exclude_none=True),
     )
     after_commit(session, _wake(context))  # a dynamic campaign may take the new device
-    return service.device_out(device)
+    return service.device_with_credentials(device)
 
 
 def _wake(context: AppContext) -> AfterCommit:
@@ -109,13 +114,23 @@ async def update_device(
     return service.device_out(device)
 
 
-@router.post("/devices/{device_id}/credentials", response_model=DeviceOut)
-async def rotate_credentials(device_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep) -> DeviceOut:
+@router.post("/devices/{device_id}/credentials", response_model=DeviceWithCredentials)
+async def rotate_credentials(
+    device_id: Id, context: ContextDep, session: SessionDep, actor: AdminDep
+) -> DeviceWithCredentials:
     """Issue a new access token and device secret; the old ones are refused and a live connection is closed."""
     device = await service.rotate_credentials(session, device_id)
     audit.record(session, actor, "device.rotate_credentials", "device", device_id)
     after_commit(session, _disconnect(context, device_id))
-    return service.device_out(device)
+    return service.device_with_credentials(device)
+
+
+@router.get("/devices/{device_id}/credentials", response_model=DeviceCredentials)
+async def read_credentials(device_id: Id, session: SessionDep, actor: AdminDep) -> DeviceCredentials:
+    """A device's current credentials, for provisioning; every reading is recorded in the audit log."""
+    device = await service.get_device(session, device_id)
+    audit.record(session, actor, "device.read_credentials", "device", device_id)
+    return service.device_credentials(device)
 
 
 def _disconnect(context: AppContext, device_id: Id) -> AfterCommit:

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from skylift.db.base import Base, TimestampMixin, UtcDateTime
+from skylift.db.base import Base, Sealed, SealedOrNone, TimestampMixin, UtcDateTime
 
 DEFAULT_MODULE = "default"
 
@@ -48,17 +48,24 @@ class Device(TimestampMixin, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(64))
-    access_token: Mapped[str] = mapped_column(String(64), unique=True)
-    device_secret: Mapped[str] = mapped_column(String(64))
+    # Credentials are sealed at rest (kit/sealing.py); a token is found by its keyed digest.
+    access_token_sealed: Mapped[str] = mapped_column(Text)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    device_secret_sealed: Mapped[str] = mapped_column(Text)
+    access_token = Sealed("access_token_sealed", digest="token_digest")
+    device_secret = Sealed("device_secret_sealed")
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
     # Topic family the device last logged in with ("token" or "product_key"): notices go there.
     login_style: Mapped[str | None] = mapped_column(String(16), default=None)
-    # The MQTT username of that login: EZtCloud topics (`command_send/{username}`) carry it.
-    login_username: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The MQTT username of that login: EZtCloud topics (`command_send/{username}`) carry it. A token
+    # device's username is its access token, so both are sealed like it.
+    login_username_sealed: Mapped[str | None] = mapped_column(Text, default=None)
+    login_username = SealedOrNone("login_username_sealed")
     # Where EZtCloud commands for the device go: `command_send/{username}` once it subscribed there, or for
     # a sub-device `gateway_command_send/{its gateway's username}`. None: notices go to /ota/device/upgrade.
-    command_topic: Mapped[str | None] = mapped_column(String(160), default=None)
+    command_topic_sealed: Mapped[str | None] = mapped_column(Text, default=None)
+    command_topic = SealedOrNone("command_topic_sealed")
     # A sub-device (003) is reached through its gateway, which names it by `address` in its messages.
     gateway_id: Mapped[int | None] = mapped_column(
         ForeignKey("devices.id", ondelete="SET NULL"), index=True, default=None

@@ -101,8 +101,6 @@ class DeviceOut(BaseModel):
     product_id: int
     product_key: str
     name: str
-    access_token: str
-    device_secret: str
     online: bool
     enabled: bool
     last_seen_at: datetime | None
@@ -114,6 +112,24 @@ class DeviceOut(BaseModel):
         description="Where notices go: ota (/ota/device/upgrade/...), eztcloud (command_send/...) or gateway"
     )
     created_at: datetime
+
+
+class DeviceWithCredentials(DeviceOut):
+    """A device as created or given new credentials: the only answers that carry them unasked."""
+
+    access_token: str = Field(description="Token devices: MQTT username, and bearer token of the HTTP device API")
+    device_secret: str = Field(description="Product-key devices: MQTT password, or key of Alibaba's signed login")
+
+
+class DeviceCredentials(BaseModel):
+    """What a device logs in with (reading them is recorded in the audit log)."""
+
+    device_id: int
+    product_key: str
+    device_name: str
+    access_token: str = Field(description="Token devices: MQTT username, and bearer token of the HTTP device API")
+    device_secret: str = Field(description="Product-key devices: MQTT password, or key of Alibaba's signed login")
+    mqtt_username: str = Field(description="Product-key devices' MQTT username: `{DeviceName}&{ProductKey}`")
 
 
 class VersionDistribution(BaseModel):

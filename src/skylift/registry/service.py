@@ -11,12 +11,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from skylift.kit import sealing
 from skylift.kit.errors import Conflict, Invalid, NotFound
 from skylift.registry.models import DEFAULT_MODULE, Device, DeviceVersion, Module, Product
 from skylift.registry.schemas import (
     DeviceCreate,
+    DeviceCredentials,
     DeviceOut,
     DevicePatch,
+    DeviceWithCredentials,
     ModuleCreate,
     ModulePatch,
     ProductCreate,
@@ -216,13 +219,12 @@ def notice_channel(device: Device) -> str:
 
 
 def device_out(device: Device) -> DeviceOut:
+    """A device as lists and reads show it: no credentials."""
     return DeviceOut(
         id=device.id,
         product_id=device.product_id,
         product_key=device.product.product_key,
         name=device.name,
-        access_token=device.access_token,
-        device_secret=device.device_secret,
         online=device.online,
         enabled=device.enabled,
         last_seen_at=device.last_seen_at,
@@ -232,6 +234,24 @@ def device_out(device: Device) -> DeviceOut:
         address=device.address,
         notice_channel=notice_channel(device),
         created_at=device.created_at,
+    )
+
+
+def device_with_credentials(device: Device) -> DeviceWithCredentials:
+    """A device just created or given new credentials, with them."""
+    return DeviceWithCredentials(
+        **device_out(device).model_dump(), access_token=device.access_token, device_secret=device.device_secret
+    )
+
+
+def device_credentials(device: Device) -> DeviceCredentials:
+    return DeviceCredentials(
+        device_id=device.id,
+        product_key=device.product.product_key,
+        device_name=device.name,
+        access_token=device.access_token,
+        device_secret=device.device_secret,
+        mqtt_username=f"{device.name}&{device.product.product_key}",
     )
 
 
@@ -263,6 +283,38 @@ async def rotate_credentials(session: AsyncSession, device_id: int) -> Device:
     device.device_secret = _new_secret()
     await session.flush()
     return device
+
+
+async def check_credentials_key(session: AsyncSession) -> None:
+    """Refuse to run with a credentials key that does not open the stored credentials.
+
+    Run on, every product-key device would be refused at login and every token device unknown."""
+    sealed = await session.scalar(select(Device.device_secret_sealed).order_by(Device.id).limit(1))
+    if sealed is None:
+        return
+    try:
+        sealing.keyring().open(sealed)
+    except sealing.SealingError as exc:
+        raise sealing.SealingError(
+            "SKYLIFT_CREDENTIALS_KEY does not open the stored device credentials: after a key change, "
+            "put the new key first and keep the old one after it until the next start has resealed them"
+        ) from exc
+
+
+async def reseal_credentials(session: AsyncSession) -> int:
+    """Seal every device's credentials with the current key (after a key change); returns how many."""
+    keyring = sealing.keyring()
+    count = 0
+    for device in (await session.scalars(select(Device))).all():
+        device.access_token = device.access_token  # the setter seals under the current key, digest included
+        device.device_secret_sealed = keyring.reseal(device.device_secret_sealed)
+        if device.login_username_sealed is not None:
+            device.login_username_sealed = keyring.reseal(device.login_username_sealed)
+        if device.command_topic_sealed is not None:
+            device.command_topic_sealed = keyring.reseal(device.command_topic_sealed)
+        count += 1
+    await session.flush()
+    return count
 
 
 async def list_devices(session: AsyncSession, product_id: int | None, tag: str | None = None) -> list[Device]:
