@@ -101,12 +101,11 @@ def _credentials(token: str | None, product_key: str | None, name: str | None, s
 async def _play_one(
     credentials: Credentials, dialect: Dialect, settings: PlayerSettings, behaviour: Behaviour, timeout: float | None
 ) -> Phase:
-    import httpx
-
     from skylift.simulator.device import DevicePlayer
+    from skylift.simulator.fetch import download_client
 
     stop = stop_on_signals()
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0)) as http:
+    async with download_client() as http:
         player = DevicePlayer(credentials, dialect, settings, http, print_happening, behaviour)
         task = asyncio.create_task(player.run(stop))
         try:

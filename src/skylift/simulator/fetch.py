@@ -19,6 +19,8 @@ from skylift.simulator.protocol import FileOrder
 
 # Called with the number of bytes received so far (of this file).
 OnBytes = Callable[[int], Awaitable[None]]
+# Broken connections a download resumes after, before it fails.
+RESUMES = 3
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -50,27 +52,34 @@ def hasher(algorithm: str) -> hashlib._Hash:
     return hashlib.sha256() if algorithm == "sha256" else hashlib.md5()
 
 
+def download_client(connections: int = 8) -> httpx.AsyncClient:
+    """The HTTP client devices download with. Idle connections are dropped after 1 s, before the server
+    (uvicorn: 5 s) closes them: a request sent on a connection the server is closing fails."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=1.0)
+    return httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0), limits=limits)
+
+
 async def fetch_url(
     http: httpx.AsyncClient, file: FileOrder, mode: Download, on_bytes: OnBytes, give_up: bool = False
 ) -> Fetched:
-    """GET the file (in two ranges with `mode` RANGE); with `give_up`, stop after the first chunk."""
+    """GET the file; with `mode` RANGE the first request stops halfway and a second one resumes (`Range`,
+    `If-Range`), as after an interrupted download. A broken connection is resumed where it broke, up to
+    RESUMES times. With `give_up`, stop after the first chunk."""
     assert file.url is not None
     digest = hasher(file.algorithm)
     received = 0
-    half = file.size // 2
-    spans: list[tuple[int, int | None]] = [(0, None)]
-    if mode is Download.RANGE and half > 0:
-        spans = [(0, half - 1), (half, None)]
+    stop_at = file.size // 2 if mode is Download.RANGE and file.size >= 2 else None
     etag: str | None = None
-    for start, end in spans:
+    broken = 0
+    while True:
         headers = {}
-        if len(spans) > 1:
-            headers["Range"] = f"bytes={start}-" + ("" if end is None else str(end))
+        if received > 0 or stop_at is not None:
+            headers["Range"] = f"bytes={received}-" + ("" if stop_at is None else str(stop_at - 1))
             if etag is not None:
                 headers["If-Range"] = etag
         try:
             async with http.stream("GET", file.url, headers=headers) as response:
-                _check_status(response, start, ranged=len(spans) > 1)
+                _check_status(response, received, ranged="Range" in headers)
                 etag = response.headers.get("ETag", etag)
                 async for chunk in response.aiter_bytes():
                     digest.update(chunk)
@@ -78,8 +87,16 @@ async def fetch_url(
                     await on_bytes(received)
                     if give_up:
                         raise DownloadFailed(f"download interrupted at byte {received} (simulated)")
+        except httpx.TransportError as exc:
+            broken += 1
+            if broken > RESUMES:
+                raise DownloadFailed(f"download failed: {type(exc).__name__}: {exc}") from None
+            continue
         except httpx.HTTPError as exc:
             raise DownloadFailed(f"download failed: {type(exc).__name__}: {exc}") from None
+        if stop_at is None or received < stop_at:
+            break
+        stop_at = None  # the second half
     if received != file.size:
         raise DownloadFailed(f"received {received} bytes where the notice said {file.size}")
     return Fetched(digest.hexdigest(), received)

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from multiprocessing.synchronize import Event as ProcessEvent
 from typing import Any
 
-import httpx
-
 from skylift.simulator.behaviour import Behaviour
 from skylift.simulator.device import DevicePlayer, Happening, Phase, PlayerSettings
+from skylift.simulator.fetch import download_client
 from skylift.simulator.protocol import Credentials, Dialect
 
 Sink = Callable[[int, Happening], None]
@@ -83,8 +82,7 @@ class Tally:
 async def play(specs: list[DeviceSpec], settings: PlayerSettings, sink: Sink, stop: asyncio.Event) -> None:
     """Run every device of `specs` on this event loop until `stop` is set."""
     gate = asyncio.Semaphore(CONNECT_WINDOW)
-    limits = httpx.Limits(max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0), limits=limits) as http:
+    async with download_client(HTTP_CONNECTIONS) as http:
         players = [
             DevicePlayer(s.credentials, s.dialect, settings, http, _bind(sink, s.index), s.behaviour, gate)
             for s in specs

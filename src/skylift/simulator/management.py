@@ -32,6 +32,8 @@ class Management:
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {admin_token}"},
             timeout=httpx.Timeout(timeout, connect=10.0),
+            # Idle connections go before the server (uvicorn: 5 s) closes them under a new request.
+            limits=httpx.Limits(keepalive_expiry=1.0),
         )
 
     async def aclose(self) -> None:

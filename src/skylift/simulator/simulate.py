@@ -166,9 +166,11 @@ class Board:
     status: str = "connecting"
     campaign: dict[str, Any] | None = None
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
     def refresh(self) -> None:
-        elapsed = time.monotonic() - self.started
-        self.screen.update(view.live(self.tally, self.campaign, f"{self.status} · {elapsed:.0f} s"))
+        self.screen.update(view.live(self.tally, self.campaign, f"{self.status} · {self.elapsed():.0f} s"))
 
 
 async def run(plan: Plan) -> bool:
@@ -185,7 +187,7 @@ async def run(plan: Plan) -> bool:
             fleet.start()
             await _until(tally.up, stop, 60 + len(specs) / 10, fleet, board)
             connected = sum(1 for v in tally.devices.values() if v.listened)
-            console.print(f"{connected} of {len(specs)} devices connected in {time.monotonic() - board.started:.1f} s")
+            console.print(f"{connected} of {len(specs)} devices connected in {board.elapsed():.1f} s")
             if (plan.package or plan.campaign) and not stop.is_set() and fleet.crashed() is None:
                 board.campaign = await _campaign(plan, management, specs)
                 board.status = f"following campaign {board.campaign['id']}"
@@ -212,10 +214,11 @@ async def _specs(plan: Plan, management: Management) -> list[DeviceSpec]:
         prefix = f"sim-{secrets.token_hex(3)}"
         names = [f"{prefix}-{i:05d}" for i in range(plan.devices)]
         console.print(f"registering {plan.devices} devices of product {product['name']} ({plan.product_key})")
+        began = time.monotonic()
         made = await management.register(int(product["id"]), names)
         path = plan.credentials or Path(f"skylift-devices-{plan.product_key}.json")
         write_credentials(path, plan.product_key, made)
-        console.print(f"credentials of {len(made)} devices written to {path}")
+        console.print(f"{len(made)} devices registered in {time.monotonic() - began:.1f} s; credentials in {path}")
     else:
         assert plan.credentials is not None
         made = [c for c in read_credentials(plan.credentials) if c.product_key == plan.product_key]
@@ -259,6 +262,7 @@ async def _follow(
         if quiet or over or campaign["state"] != "running":
             verdicts = judge(specs, await management.campaign_devices(campaign_id), campaign, plan.settings.version)
             if settled(campaign, verdicts):
+                console.print(f"campaign {campaign_id} over for these devices after {board.elapsed():.1f} s")
                 return judgement(verdicts)
             if over:
                 reason = "stopped" if stop.is_set() else f"not over after {plan.timeout:g} s"
