@@ -140,10 +140,16 @@ class TestSimulate:
         assert len(saved) == 200
         assert credentials.stat().st_mode & 0o077 == 0  # secrets: the owner's only
 
-        # Some of the same devices again, from the file: now on 3.0.0, so a campaign of 3.0.0 skips them all.
+        # Some of the same devices again, from the file, now on 3.0.0: they follow a campaign made before
+        # they connect, one of them never connects and stays pending (the campaign waits for it).
+        first = [device["id"] for device in saved[:5]]
+        newer = fleet.package(firmware(32_000, seed=78), "3.1.0")
+        waiting = fleet.campaign(newer["id"], device_ids=first, offline="deliver_on_connect")
         again = subprocess.run(
-            skylift("simulate", "--devices", "5", *common, "--credentials", str(credentials),
-                    "--version", "3.0.0", "--package", str(package["id"])),
+            skylift("simulate", "--devices", "5", *common, "--credentials", str(credentials), "--version", "3.0.0",
+                    "--offline-rate", "0.2", "--campaign", str(waiting["id"]), "--report", str(report)),
             capture_output=True, text=True, timeout=200, check=False,
         )  # fmt: skip
         assert again.returncode == 0, again.stderr[-4000:]
+        assert json.loads(report.read_text())["expected"]["counts"] == {"pending": 1, "succeeded": 4}
+        assert api.get(f"/campaigns/{waiting['id']}").json()["counts"] == {"pending": 1, "succeeded": 4}

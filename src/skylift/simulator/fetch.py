@@ -92,7 +92,7 @@ async def fetch_url(
             if broken > RESUMES:
                 raise DownloadFailed(f"download failed: {type(exc).__name__}: {exc}") from None
             continue
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise DownloadFailed(f"download failed: {type(exc).__name__}: {exc}") from None
         if stop_at is None or received < stop_at:
             break

@@ -30,6 +30,7 @@ from skylift.simulator.device import Phase, PlayerSettings
 from skylift.simulator.fetch import Download
 from skylift.simulator.fleet import DeviceSpec, Fleet, Tally
 from skylift.simulator.management import Management, ManagementError, read_credentials, write_credentials
+from skylift.simulator.protocol import login_for
 from skylift.simulator.verdict import Judgement, judge, judgement, settled
 
 POLL_SECONDS = 1.0
@@ -149,7 +150,7 @@ def simulate(
     )
     try:
         ok = asyncio.run(run(plan))
-    except ManagementError as exc:
+    except (ManagementError, ValueError) as exc:
         console.print(f"[bold red]{exc}[/]")
         raise typer.Exit(2) from None
     if not ok:
@@ -230,6 +231,8 @@ async def _specs(plan: Plan, management: Management) -> list[DeviceSpec]:
     rng = random.Random(plan.seed)
     behaviours = assign(plan.devices, plan.rates, rng)
     kinds = dialects(plan.devices, plan.dialect.value)
+    for credentials, kind in zip(made, kinds, strict=True):
+        login_for(kind, credentials)  # a device without the credentials its dialect needs stops the run here
     return [DeviceSpec(i, made[i], kinds[i], behaviours[i]) for i in range(plan.devices)]
 
 

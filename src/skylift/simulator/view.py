@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -18,24 +19,20 @@ CAMPAIGN_ORDER = ["pending", "notified", "downloading", "upgrading", "succeeded"
 
 
 def live(tally: Tally, campaign: dict[str, Any] | None, status: str) -> RenderableType:
-    """The fleet by phase, and the campaign by state when there is one."""
+    """One line for the fleet by phase, one for the campaign by state when there is one."""
     phases = tally.phases()
-    fleet = Table(title=f"{len(tally.devices)} devices", title_justify="left", show_edge=False)
-    for phase in PHASE_ORDER:
-        fleet.add_column(phase.value, justify="right")
-    fleet.add_row(*(str(phases.get(phase, 0)) for phase in PHASE_ORDER))
-    parts: list[RenderableType] = [fleet]
+    lines = [Text.assemble((f"{len(tally.devices)} devices: ", "bold"), _counts(phases, PHASE_ORDER))]
     if campaign is not None:
         counts: dict[str, int] = campaign.get("counts", {})
-        states = CAMPAIGN_ORDER + sorted(set(counts) - set(CAMPAIGN_ORDER))
-        title = f"campaign {campaign['id']} ({campaign['state']}) → {campaign['version']}"
-        table = Table(title=title, title_justify="left", show_edge=False)
-        for state in states:
-            table.add_column(state, justify="right")
-        table.add_row(*(str(counts.get(state, 0)) for state in states))
-        parts.append(table)
-    parts.append(Text(status, style="dim"))
-    return Group(*parts)
+        title = f"campaign {campaign['id']} ({campaign['state']}) → {campaign['version']}: "
+        lines.append(Text.assemble((title, "bold"), _counts(counts, CAMPAIGN_ORDER)))
+    lines.append(Text(status, style="dim"))
+    return Group(*lines)
+
+
+def _counts(counts: Mapping[Any, int], order: list[Any]) -> str:
+    names = [name for name in order if counts.get(name)] + sorted(str(n) for n in set(counts) - set(order))
+    return " · ".join(f"{name} {counts[name]}" for name in names) or "none yet"
 
 
 def summary(judgement: Judgement) -> RenderableType:
