@@ -87,12 +87,14 @@ def running_server(
     ports: Ports | None = None,
     tls: ssl.SSLContext | None = None,
     open_files: int | None = None,
+    generated_token: bool = False,
     **env: str,
 ) -> Iterator[Server]:
     """Start `skylift serve` as a subprocess and wait for /healthz; stop it afterwards.
 
     With `tls` (the context that trusts the server's certificate) the HTTP port speaks HTTPS; with
-    `open_files` the server runs under that descriptor limit (soft and hard)."""
+    `open_files` the server runs under that descriptor limit (soft and hard); with `generated_token` the
+    server makes its admin token itself and keeps it in the data dir, as on a first start."""
     ports = ports or Ports()
     http_port, mqtt_port, token = ports.http, ports.mqtt, ports.token
     environment = {
@@ -105,6 +107,8 @@ def running_server(
         "SKYLIFT_ADMIN_TOKEN": token,
         **env,
     }
+    if generated_token:
+        del environment["SKYLIFT_ADMIN_TOKEN"]
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-server.log"
     with log_path.open("wb") as log_file:
@@ -119,6 +123,8 @@ def running_server(
     server = Server(f"{scheme}://127.0.0.1:{http_port}", mqtt_port, token, data_dir, process, log_path)
     try:
         wait_until(lambda: _healthy(server, tls), timeout=30, what="the server to become healthy")
+        if generated_token:
+            server.admin_token = (data_dir / "admin-token").read_text().strip()
         yield server
     finally:
         if process.poll() is None:

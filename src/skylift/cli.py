@@ -9,9 +9,11 @@ import uvicorn
 from rich.console import Console
 
 from skylift.config import Settings
+from skylift.simulator.cli import register as register_simulator
 
 app = typer.Typer(help="Skylift: over-the-air firmware updates for IoT fleets.", no_args_is_help=True)
 console = Console(stderr=True)
+register_simulator(app)  # skylift device, skylift simulate
 
 
 @app.command()
