@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Index, MetaData, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -45,3 +45,9 @@ class Base(DeclarativeBase):
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+def unique_in_service(name: str, *columns: str) -> Index:
+    """A unique index over rows not deleted (`deleted_at IS NULL`): a deleted row keeps its values as history."""
+    live = text("deleted_at IS NULL")
+    return Index(name, *columns, unique=True, sqlite_where=live, postgresql_where=live)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from skylift.db.base import Base, TimestampMixin, UtcDateTime
+from skylift.db.base import Base, TimestampMixin, UtcDateTime, unique_in_service
 
 
 class Package(TimestampMixin, Base):
@@ -13,16 +13,8 @@ class Package(TimestampMixin, Base):
     # A full image has source_version "" so the index also holds where NULLs would be distinct. A deleted
     # package stays for the campaigns that used it, and its version may be uploaded again.
     __table_args__ = (
-        Index(
-            "uq_packages_version_in_service",
-            "product_id",
-            "module",
-            "version",
-            "type",
-            "source_version",
-            unique=True,
-            sqlite_where=text("deleted_at IS NULL"),
-            postgresql_where=text("deleted_at IS NULL"),
+        unique_in_service(
+            "uq_packages_version_in_service", "product_id", "module", "version", "type", "source_version"
         ),
     )
 

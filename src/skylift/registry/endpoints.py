@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.context import AppContext
 from skylift.db.session import AfterCommit, after_commit
@@ -13,6 +14,7 @@ from skylift.kit.pagination import PageDep
 from skylift.kit.schemas import ItemsOut, Page
 from skylift.kit.strict import TextBool
 from skylift.registry import importing, listing, service
+from skylift.registry.models import Device
 from skylift.registry.schemas import (
     DeviceCreate,
     DeviceOut,
@@ -27,6 +29,7 @@ from skylift.registry.schemas import (
     VersionDistribution,
 )
 from skylift.system import audit
+from skylift.system.audit import Actor
 
 router = APIRouter(tags=["registry"])
 
@@ -84,14 +87,7 @@ async def update_module(module_id: Id, body: ModulePatch, session: SessionDep, a
 @router.post("/devices", status_code=201, response_model=DeviceOut)
 async def create_device(body: DeviceCreate, context: ContextDep, session: SessionDep, actor: AdminDep) -> DeviceOut:
     device = await service.create_device(session, body)
-    audit.record(
-        session,
-        actor,
-        "device.create",
-        "device",
-        device.id,
-        **body.model_dump(include={"product_id", "name", "gateway_id", "address"}, exclude_none=True),
-    )
+    _audit_created(session, actor, device)
     after_commit(session, _wake(context))  # a dynamic campaign may take the new device
     return service.device_out(device)
 
@@ -136,19 +132,24 @@ async def import_devices(
     rows = importing.parse(request.headers.get("content-type"), await request.body())
     devices = await importing.import_devices(session, product.id, rows)
     for device in devices:
-        audit.record(
-            session,
-            actor,
-            "device.create",
-            "device",
-            device.id,
-            product_id=product.id,
-            name=device.name,
-            source="import",
-            **({"gateway_id": device.gateway_id, "address": device.address} if device.gateway_id else {}),
-        )
+        _audit_created(session, actor, device, source="import")
     after_commit(session, _wake(context))
     return ItemsOut(items=[service.device_out(d) for d in devices])
+
+
+def _audit_created(session: AsyncSession, actor: Actor, device: Device, **details: str) -> None:
+    where = {"gateway_id": device.gateway_id, "address": device.address} if device.gateway_id is not None else {}
+    audit.record(
+        session,
+        actor,
+        "device.create",
+        "device",
+        device.id,
+        product_id=device.product_id,
+        name=device.name,
+        **where,
+        **details,
+    )
 
 
 def _wake(context: AppContext) -> AfterCommit:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from skylift.db.base import Base, TimestampMixin, UtcDateTime
+from skylift.db.base import Base, TimestampMixin, UtcDateTime, unique_in_service
 
 DEFAULT_MODULE = "default"
 
@@ -46,22 +46,8 @@ class Device(TimestampMixin, Base):
     # Names and gateway addresses are unique among devices in service: a decommissioned device keeps its
     # history, and its name can be given to the unit that replaces it.
     __table_args__ = (
-        Index(
-            "uq_devices_product_id_name_in_service",
-            "product_id",
-            "name",
-            unique=True,
-            sqlite_where=text("deleted_at IS NULL"),
-            postgresql_where=text("deleted_at IS NULL"),
-        ),
-        Index(
-            "uq_devices_gateway_id_address_in_service",
-            "gateway_id",
-            "address",
-            unique=True,
-            sqlite_where=text("deleted_at IS NULL"),
-            postgresql_where=text("deleted_at IS NULL"),
-        ),
+        unique_in_service("uq_devices_product_id_name_in_service", "product_id", "name"),
+        unique_in_service("uq_devices_gateway_id_address_in_service", "gateway_id", "address"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
