@@ -19,6 +19,8 @@ def fleet(api: httpx.Client) -> Fleet:
 def online(server: Server, fleet: Fleet, version: str | None = None) -> tuple[dict[str, Any], SimDevice]:
     device = fleet.device()
     sim = SimDevice.token(server, device).connect()
+    # A campaign created before the server has seen the connection would find the device offline.
+    wait_until(lambda: fleet.api.get(f"/devices/{device['id']}").json()["online"], what="the device to be online")
     if version is not None:
         sim.inform(version)
         wait_until(
@@ -135,6 +137,7 @@ class TestOneOpenAttemptPerModule:
         device = fleet.device()
         # Connected, but not yet subscribed to its upgrade topic: a notice decided now waits for it.
         sim = SimDevice.token(server, device).connect(subscribe=False)
+        wait_until(lambda: api.get(f"/devices/{device['id']}").json()["online"], what="the device to be online")
         old = fleet.campaign(fleet.package(firmware(300, seed=76), "2.1.0")["id"])["id"]
         assert fleet.attempts(old)[device["id"]]["state"] == "notified"
         new = fleet.campaign(fleet.package(firmware(300, seed=77), "2.2.0")["id"], supersede=True)["id"]

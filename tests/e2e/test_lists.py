@@ -57,6 +57,7 @@ class TestPaging:
 
     def test_campaign_devices_page_and_filter(self, server: Server, api: httpx.Client, fleet: Fleet) -> None:
         sims = [SimDevice.token(server, fleet.device()).connect() for _ in range(2)]
+        wait_until(lambda: page(api, "/devices", product_id=fleet.product_id, online="true")["total"] == 2)
         offline = [fleet.device()["id"] for _ in range(3)]
         cid = fleet.campaign(fleet.package(firmware(200, seed=90), "1.0.0")["id"])["id"]
         path = f"/campaigns/{cid}/devices"
