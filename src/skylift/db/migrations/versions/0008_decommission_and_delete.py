@@ -23,20 +23,11 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.drop_constraint(batch_op.f("uq_devices_product_id_name"), type_="unique")
         batch_op.drop_constraint(batch_op.f("uq_devices_gateway_id_address"), type_="unique")
-        batch_op.create_index(
-            "uq_devices_product_id_name_in_service",
-            ["product_id", "name"],
-            unique=True,
-            sqlite_where=IN_SERVICE,
-            postgresql_where=IN_SERVICE,
-        )
-        batch_op.create_index(
-            "uq_devices_gateway_id_address_in_service",
-            ["gateway_id", "address"],
-            unique=True,
-            sqlite_where=IN_SERVICE,
-            postgresql_where=IN_SERVICE,
-        )
+        for name, columns in (
+            ("uq_devices_product_id_name_in_service", ["product_id", "name"]),
+            ("uq_devices_gateway_id_address_in_service", ["gateway_id", "address"]),
+        ):
+            batch_op.create_index(name, columns, unique=True, sqlite_where=IN_SERVICE, postgresql_where=IN_SERVICE)
     with op.batch_alter_table("packages", schema=None) as batch_op:
         batch_op.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.alter_column(
