@@ -40,6 +40,8 @@ from swarm import Peer, Swarm, new_client
 from upload_download import BenchError, Server, check, free_ports, report_failure, start_server, wait_healthy
 
 OLD_VERSION = "1.0.0"
+# The list API's largest page: one page holds every device of a run.
+MAX_PAGE = 1000
 NEW_VERSION = "2.0.0"
 POLL_INTERVAL_S = 0.25
 API_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
@@ -249,7 +251,9 @@ def measure_skylift(server: Server, devices: int, messages: int, timeout: float)
                 swarm.raise_if_failed()
                 applied = metric_value(httpx.get(f"{server.base_url}/metrics").text, APPLIED_METRIC)
                 if applied is None or applied >= total:
-                    rows = check(api.get(f"/campaigns/{campaign['id']}/devices"), 200, "GET devices").json()["items"]
+                    rows = check(
+                        api.get(f"/campaigns/{campaign['id']}/devices", params={"limit": MAX_PAGE}), 200, "GET devices"
+                    ).json()["items"]
                     if len(rows) == devices and all(row["step_desc"] == last_desc for row in rows):
                         break
                 if time.perf_counter() > deadline:
@@ -272,6 +276,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300, help="seconds each phase may take")
     parser.add_argument("--skip-relay", action="store_true", help="do not measure the bare amqtt broker")
     args = parser.parse_args()
+    if not 1 <= args.devices <= MAX_PAGE:
+        parser.error(f"--devices is 1 to {MAX_PAGE} (one page of a campaign's device list)")
 
     root = Path(tempfile.mkdtemp(prefix="skylift-ingest-"))
     server: Server | None = None

@@ -49,6 +49,8 @@ from upload_download import (
 KIB = 1024
 MIB = 1024 * 1024
 OLD_VERSION = "1.0.0"
+# The list API's largest page: one page holds every device of a run.
+MAX_PAGE = 1000
 NEW_VERSION = "2.0.0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 POLL_INTERVAL_S = 0.2
@@ -416,7 +418,9 @@ def run(server: Server, opts: Options) -> tuple[str, list[Section], list[str]]:
             connect_s = time.perf_counter() - started
 
             def online() -> tuple[bool, str]:
-                rows = check(api.get("/devices", params={"product_id": product_id}), 200, "GET /devices").json()
+                rows = check(
+                    api.get("/devices", params={"product_id": product_id, "limit": MAX_PAGE}), 200, "GET /devices"
+                ).json()
                 good = sum(1 for d in rows["items"] if d["online"] and OLD_VERSION in d["versions"].values())
                 return good == n, f"{good}/{n} online with version {OLD_VERSION}"
 
@@ -483,7 +487,11 @@ def run(server: Server, opts: Options) -> tuple[str, list[Section], list[str]]:
             client_hwm = proc_status_kib("self", "VmHWM")
 
             campaign = check(api.get(f"/campaigns/{campaign_id}"), 200, "GET /campaigns/{id}").json()
-            rows = check(api.get(f"/campaigns/{campaign_id}/devices"), 200, "GET /campaigns/{id}/devices").json()
+            rows = check(
+                api.get(f"/campaigns/{campaign_id}/devices", params={"limit": MAX_PAGE}),
+                200,
+                "GET /campaigns/{id}/devices",
+            ).json()
             metrics_text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
         finally:
             close_errors = fleet.close()
@@ -642,6 +650,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.devices < 1 or args.size_kb < 1 or args.download_workers < 1:
         parser.error("--devices, --size-kb and --download-workers must be at least 1")
+    if args.devices > MAX_PAGE:
+        parser.error(f"--devices is at most {MAX_PAGE} (one page of the device list)")
     if args.max_per_minute is not None and args.max_per_minute < 1:
         parser.error("--max-per-minute must be at least 1")
     pacing_s = math.ceil(args.devices / args.max_per_minute) * 60 if args.max_per_minute else 0

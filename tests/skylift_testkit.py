@@ -149,6 +149,18 @@ def _healthy(server: Server, tls: ssl.SSLContext | None) -> bool:
         return False
 
 
+def all_items(api: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paged list, page after page."""
+    items: list[dict[str, Any]] = []
+    while True:
+        response = api.get(path, params={**params, "limit": 1000, "offset": len(items)})
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        if not page["items"] or len(items) >= page["total"]:
+            return items
+
+
 @dataclass
 class Fleet:
     """A product with its devices and packages, created through the management API."""
@@ -195,9 +207,7 @@ class Fleet:
         return dict(response.json())
 
     def attempts(self, campaign_id: int) -> dict[int, dict[str, Any]]:
-        response = self.api.get(f"/campaigns/{campaign_id}/devices")
-        assert response.status_code == 200, response.text
-        return {item["device_id"]: item for item in response.json()["items"]}
+        return {item["device_id"]: item for item in all_items(self.api, f"/campaigns/{campaign_id}/devices")}
 
     def wait_state(self, campaign_id: int, device_id: int, state: str, timeout: float = 10) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,6 +23,7 @@ from skylift.broker.rates import RateLimits
 from skylift.campaigns import actions as campaign_actions
 from skylift.campaigns import outbox
 from skylift.campaigns import results as campaign_results
+from skylift.campaigns.deletion_endpoints import router as deletions_router
 from skylift.campaigns.endpoints import package_results_router
 from skylift.campaigns.endpoints import router as campaigns_router
 from skylift.campaigns.engine import RolloutEngine
@@ -37,10 +38,12 @@ from skylift.devices.http_api import router as device_api_router
 from skylift.devices.hub import DeviceHub
 from skylift.devices.notices import Notifier
 from skylift.devices.relay import NoticeRelay
+from skylift.docs import install_docs
 from skylift.kit import sealing
 from skylift.kit.errors import SkyliftError, error_responses
 from skylift.kit.guards import RequestGuard
 from skylift.kit.signing import UrlSigner
+from skylift.kit.strict import reject_unknown_query
 from skylift.packages.endpoints import router as packages_router
 from skylift.packages.reconcile import reconcile_storage
 from skylift.packages.storage import LocalStorage
@@ -77,10 +80,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SkyliftError)
     async def _skylift_error(_: Request, exc: SkyliftError) -> JSONResponse:
-        return _error(exc.status_code, exc.code, exc.message, exc.field)
+        return JSONResponse(status_code=exc.status_code, content=exc.as_body())
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        unknown = [_field_of(e.get("loc", ())) or "?" for e in exc.errors() if e.get("type") == "extra_forbidden"]
+        if unknown:
+            plural = "s" if len(unknown) > 1 else ""
+            return _error(422, "invalid", f"unknown field{plural}: {', '.join(unknown)}", unknown[0])
         first = exc.errors()[0]
         field = _field_of(first.get("loc", ()))
         message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
@@ -223,7 +230,10 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         version=__version__,
         summary="Over-the-air firmware updates for IoT fleets",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.skylift = context
     app.state.ready = False
     install_error_handlers(app)
@@ -235,12 +245,18 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         refusal=ADMIN_REFUSAL,
     )
 
-    api = APIRouter(prefix="/api/v1", responses=error_responses(401, 404, 409, 422))
+    api = APIRouter(
+        prefix="/api/v1",
+        responses=error_responses(401, 404, 409, 422),
+        # A misspelt filter must not answer the whole list as if it had filtered.
+        dependencies=[Depends(reject_unknown_query)],
+    )
     routers = (
         registry_router,
         packages_router,
         package_results_router,
         campaigns_router,
+        deletions_router,
         settings_router,
         audit_router,
     )

@@ -8,7 +8,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from skylift.config import Settings
+from skylift import admin_cli, startup
 from skylift.simulator.cli import register as register_simulator
 
 app = typer.Typer(help="Skylift: over-the-air firmware updates for IoT fleets.", no_args_is_help=True)
@@ -16,14 +16,19 @@ console = Console(stderr=True)
 register_simulator(app)  # skylift device, skylift simulate
 
 
-@app.command()
+@app.command(epilog=startup.settings_epilog())
 def serve() -> None:
     """Run the HTTP API, the embedded MQTT broker and the rollout engine in one process."""
     from skylift.app import build_context, create_app
     from skylift.devices import topics
     from skylift.kit import logs
 
-    settings = Settings()
+    try:
+        settings = startup.load_settings()
+        startup.check_ports(settings)
+    except startup.StartupError as exc:
+        console.print(f"skylift: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("transitions").setLevel(logging.WARNING)
     # aiosqlite's debug lines carry every statement's parameters, credentials included.
@@ -58,6 +63,8 @@ def version() -> None:
 
     typer.echo(__version__)
 
+
+app.add_typer(admin_cli.devices, name="devices")
 
 if __name__ == "__main__":
     app()

@@ -20,48 +20,76 @@ MIN_SECRET_LENGTH = 32
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SKYLIFT_", extra="ignore")
 
-    environment: Literal["development", "production"] = "development"
-    data_dir: Path = Path("./skylift-data")
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(default=8080, ge=0, le=65535)
-    mqtt_host: str = "0.0.0.0"
-    mqtt_port: int = Field(default=1883, ge=0, le=65535)
-    mqtt_plain_enabled: bool = True
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production refuses to start unless the admin token and secret key are set (32+ characters)",
+    )
+    data_dir: Path = Field(default=Path("./skylift-data"), description="SQLite database, package files, secrets")
+    http_host: str = Field(default="0.0.0.0", description="HTTP bind address")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (API, downloads, /docs, /metrics)")
+    mqtt_host: str = Field(default="0.0.0.0", description="Bind address of the embedded MQTT broker")
+    mqtt_port: int = Field(default=1883, ge=0, le=65535, description="Port of the embedded MQTT broker")
+    mqtt_plain_enabled: bool = Field(default=True, description="false turns the plain MQTT port off (TLS only)")
     # MQTT over TLS on this port, with these files (by default the HTTP TLS ones).
-    mqtt_tls_port: int | None = Field(default=None, ge=0, le=65535)
-    mqtt_tls_cert_file: FilePath | None = None
-    mqtt_tls_key_file: FilePath | None = None
-    admin_token: str | None = None
-    secret_key: str | None = None
-    # Seals device credentials at rest: comma-separated keys, the current one first (kit/sealing.py).
-    credentials_key: str | None = None
-    public_url: str | None = None
-    public_https_url: str | None = None
-    database_url: str | None = None
-    download_url_ttl_seconds: int = Field(default=86_400, ge=1)
-    mqtt_max_payload_bytes: int = Field(default=65_536, ge=256)
+    mqtt_tls_port: int | None = Field(default=None, ge=0, le=65535, description="MQTT over TLS on this port")
+    mqtt_tls_cert_file: FilePath | None = Field(
+        default=None, description="Certificate of the MQTT TLS port (default: the HTTP one)"
+    )
+    mqtt_tls_key_file: FilePath | None = Field(default=None, description="Its key (default: the HTTP one)")
+    admin_token: str | None = Field(
+        default=None, description="Bearer token of the API (default: generated once, kept in the data dir)"
+    )
+    secret_key: str | None = Field(
+        default=None, description="Key that signs download URLs (default: generated, kept in the data dir)"
+    )
+    credentials_key: str | None = Field(
+        default=None,
+        description="Seals device credentials at rest: Fernet keys, comma-separated, the current one first "
+        "(default: generated, kept in the data dir)",
+    )
+    public_url: str | None = Field(
+        default=None, description="Base of download URLs sent to devices (default: http://<host>:<port>)"
+    )
+    public_https_url: str | None = Field(default=None, description="Base of https:// download URLs")
+    database_url: str | None = Field(default=None, description="SQLAlchemy async URL (default: SQLite in the data dir)")
+    download_url_ttl_seconds: int = Field(default=86_400, ge=1, description="Lifetime of a download URL in a notice")
+    mqtt_max_payload_bytes: int = Field(default=65_536, ge=256, description="Larger device messages are refused")
     # The embedded broker's socket limits (see broker/limits.py).
-    mqtt_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
-    mqtt_max_packet_bytes: int = Field(default=131_072, ge=1024)
-    mqtt_max_connections: int = Field(default=100_000, ge=1)
-    mqtt_max_connections_per_address: int = Field(default=1_000, ge=1)
-    mqtt_max_pending_connections: int = Field(default=512, ge=1)
+    mqtt_connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="A socket without CONNECT by then is closed"
+    )
+    mqtt_max_packet_bytes: int = Field(
+        default=131_072, ge=1024, description="A packet announcing more closes its connection"
+    )
+    mqtt_max_connections: int = Field(default=100_000, ge=1, description="MQTT sockets at once")
+    mqtt_max_connections_per_address: int = Field(default=1_000, ge=1, description="MQTT sockets from one address")
+    mqtt_max_pending_connections: int = Field(default=512, ge=1, description="Sockets still waiting for CONNECT")
     # Rate limits (see broker/rates.py): far above what a healthy fleet does.
-    mqtt_device_connects_per_minute: int = Field(default=30, ge=1)
-    mqtt_device_messages_per_second: float = Field(default=200.0, gt=0)
-    mqtt_device_message_burst: int = Field(default=400, ge=1)
-    mqtt_failed_logins_per_minute: int = Field(default=100, ge=1)
-    mqtt_login_backoff_seconds: float = Field(default=60.0, gt=0)
-    mqtt_login_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    mqtt_device_connects_per_minute: int = Field(default=30, ge=1, description="Connections of one device a minute")
+    mqtt_device_messages_per_second: float = Field(
+        default=200.0, gt=0, description="A device's messages are read at this pace at most"
+    )
+    mqtt_device_message_burst: int = Field(default=400, ge=1, description="Messages at once before the pace applies")
+    mqtt_failed_logins_per_minute: int = Field(
+        default=100, ge=1, description="Failed logins from one address before it is backed off"
+    )
+    mqtt_login_backoff_seconds: float = Field(default=60.0, gt=0, description="First back-off (doubled at each repeat)")
+    mqtt_login_backoff_max_seconds: float = Field(default=900.0, gt=0, description="Longest back-off")
     # JSON bodies of the management API; package uploads stream under the run-time file size limit.
-    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    engine_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    max_json_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger request bodies are refused (413); uploads excepted"
+    )
+    engine_interval_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often the rollout engine brings campaigns up to date"
+    )
     # At start, leftovers of interrupted uploads this old are swept; younger ones may be another replica's.
-    storage_sweep_min_age_seconds: int = Field(default=3600, ge=0)
-    log_level: str = "INFO"
+    storage_sweep_min_age_seconds: int = Field(
+        default=3600, ge=0, description="At start, unfinished uploads this old are swept"
+    )
+    log_level: str = Field(default="INFO", description="Log level")
     # Serve HTTPS on the HTTP port with this certificate (PEM, chain included) and key.
-    tls_cert_file: FilePath | None = None
-    tls_key_file: FilePath | None = None
+    tls_cert_file: FilePath | None = Field(default=None, description="Serve HTTPS with this PEM certificate (chain)")
+    tls_key_file: FilePath | None = Field(default=None, description="Its PEM private key")
 
     @model_validator(mode="after")
     def _tls_needs_cert_and_key(self) -> Settings:
@@ -149,6 +177,21 @@ class Settings(BaseSettings):
     @property
     def storage_sweep_min_age(self) -> timedelta:
         return timedelta(seconds=self.storage_sweep_min_age_seconds)
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) of every setting, generated from the model: `skylift serve --help`."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    rows = []
+    for name, info in Settings.model_fields.items():
+        value = info.default
+        default = "unset" if value is None else str(value)
+        if isinstance(value, bool):
+            default = default.lower()
+        elif isinstance(value, Path) and not value.is_absolute():
+            default = f"./{value}"
+        rows.append((f"{prefix}{name.upper()}", default, info.description or ""))
+    return rows
 
 
 def load_or_create_secret(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> tuple[str, bool]:

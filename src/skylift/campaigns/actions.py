@@ -99,7 +99,11 @@ _TICK = timedelta(seconds=60)
 async def _check_devices_exist(session: AsyncSession, product_id: int, device_ids: Sequence[int]) -> None:
     found = set(
         (
-            await session.scalars(select(Device.id).where(Device.product_id == product_id, Device.id.in_(device_ids)))
+            await session.scalars(
+                select(Device.id).where(
+                    Device.product_id == product_id, Device.deleted_at.is_(None), Device.id.in_(device_ids)
+                )
+            )
         ).all()
     )
     missing = sorted(set(device_ids) - found)

@@ -14,6 +14,7 @@ from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.campaigns.queries import OPEN_STATES, pairs
 from skylift.campaigns.state import Canceled, DeviceState
 from skylift.kit.versions import same_version
+from skylift.packages import service as packages
 from skylift.packages.models import Package
 from skylift.registry.models import Device, DeviceVersion
 
@@ -46,7 +47,7 @@ async def admit(session: AsyncSession, campaign: Campaign, package: Package, now
         (
             await session.scalars(
                 select(Device)
-                .where(Device.product_id == campaign.product_id, Device.id.not_in(known))
+                .where(Device.product_id == campaign.product_id, Device.deleted_at.is_(None), Device.id.not_in(known))
                 .options(selectinload(Device.product))
             )
         ).all()
@@ -105,7 +106,9 @@ def _skip_reason(
     """Why a matching device is not rolled out, or None."""
     if _on_target(reported, package):
         return _ON_TARGET
-    if package.type == "diff" and not (reported is not None and same_version(reported, package.source_version)):
+    if package.type == "diff" and not (
+        reported is not None and any(same_version(reported, v) for v in packages.source_versions(package))
+    ):
         return "not on a source version"
     if busy and not campaign.supersede:
         return f"busy in campaign {busy[0].campaign_id}"

@@ -98,7 +98,7 @@ async def _open_attempts(session: AsyncSession, device_id: int, module: str | No
         .order_by(CampaignDevice.notified_at.desc(), CampaignDevice.id.desc())
     )
     if module is not None:
-        query = query.where(CampaignDevice.module == registry.canonical_module(module))
+        query = query.where(CampaignDevice.module == await registry.device_module(session, device_id, module))
     return list((await session.scalars(query)).all())
 
 
@@ -109,7 +109,7 @@ async def version_reported(
 
     Returns the campaigns in which an attempt finished. A restart before the download (another
     version, see campaigns/state.py) makes the attempt's notice due again: a new outbox row."""
-    module_name = registry.canonical_module(module)
+    module_name = await registry.device_module(session, device_id, module)
     await registry.record_version(session, device_id, module_name, version, now)
     finished = set()
     for attempt in await _open_attempts(session, device_id, module_name):
@@ -171,7 +171,7 @@ async def offer(session: AsyncSession, device_id: int, module: str | None, now: 
             select(CampaignDevice)
             .where(
                 CampaignDevice.device_id == device_id,
-                CampaignDevice.module == registry.canonical_module(module),
+                CampaignDevice.module == await registry.device_module(session, device_id, module),
                 CampaignDevice.state.in_(OPEN_STATES),
             )
             .options(selectinload(CampaignDevice.campaign).selectinload(Campaign.package).selectinload(Package.files))

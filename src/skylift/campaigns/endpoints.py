@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 
 from skylift.campaigns import actions, results
 from skylift.campaigns.queries import get_campaign
 from skylift.campaigns.schemas import CampaignCreate, CampaignDeviceOut, CampaignOut, DeviceSelection, Results
 from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
 from skylift.kit.ids import Id
-from skylift.kit.schemas import ItemsOut
+from skylift.kit.pagination import PageDep
+from skylift.kit.schemas import Page
 from skylift.packages import service as packages
 from skylift.system import audit
 
@@ -27,12 +28,20 @@ async def create_campaign(
     return await results.campaign_out(session, campaign, now)
 
 
-@router.get("", response_model=ItemsOut[CampaignOut])
+@router.get("", response_model=Page[CampaignOut])
 async def list_campaigns(
-    session: SessionDep, _: AdminDep, now: NowDep, product_id: Id | None = None, package_id: Id | None = None
-) -> ItemsOut[CampaignOut]:
-    campaigns = await results.list_campaigns(session, product_id, package_id)
-    return ItemsOut(items=[await results.campaign_out(session, c, now) for c in campaigns])
+    session: SessionDep,
+    _: AdminDep,
+    now: NowDep,
+    page: PageDep,
+    product_id: Id | None = None,
+    package_id: Id | None = None,
+    state: results.CampaignState | None = None,
+) -> Page[CampaignOut]:
+    """Campaigns by id, one page at a time; every filter given must hold."""
+    where = results.CampaignFilter(product_id, package_id, state)
+    campaigns, total = await results.list_campaigns(session, where, page)
+    return page.answer([await results.campaign_out(session, c, now) for c in campaigns], total)
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
@@ -40,9 +49,18 @@ async def read_campaign(campaign_id: Id, session: SessionDep, _: AdminDep, now: 
     return await results.campaign_out(session, await get_campaign(session, campaign_id), now)
 
 
-@router.get("/{campaign_id}/devices", response_model=ItemsOut[CampaignDeviceOut])
-async def campaign_devices(campaign_id: Id, session: SessionDep, _: AdminDep) -> ItemsOut[CampaignDeviceOut]:
-    return ItemsOut(items=await results.device_rows(session, campaign_id))
+@router.get("/{campaign_id}/devices", response_model=Page[CampaignDeviceOut])
+async def campaign_devices(
+    campaign_id: Id,
+    session: SessionDep,
+    _: AdminDep,
+    page: PageDep,
+    state: results.AttemptState | None = None,
+    failure_reason: Annotated[str | None, Query(max_length=64, description="e.g. offline, timeout")] = None,
+) -> Page[CampaignDeviceOut]:
+    """The campaign's devices in the order they joined it, one page at a time."""
+    rows, total = await results.device_rows(session, campaign_id, state, failure_reason, page)
+    return page.answer(rows, total)
 
 
 @router.get("/{campaign_id}/results", response_model=Results)
@@ -125,4 +143,4 @@ package_results_router = APIRouter(prefix="/packages", tags=["packages"])
 async def package_results(package_id: Id, session: SessionDep, _: AdminDep) -> Results:
     """The results of every campaign of this package together."""
     package = await packages.get_package(session, package_id, field="id")
-    return await results.results_of(session, await results.list_campaigns(session, None, package.id), package.module)
+    return await results.results_of(session, await results.campaigns_of_package(session, package.id), package.module)

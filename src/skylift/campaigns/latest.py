@@ -72,7 +72,7 @@ async def offer(
     product = await session.get(Product, product_id)
     if product is None or not product.auto_upgrade_latest:
         return None
-    module_name = registry.canonical_module(module)
+    module_name = await registry.device_module(session, device_id, module)
     if await _has_open_attempt(session, device_id, module_name):
         return None  # a campaign's attempt waits for its turn (groups, pacing): not two upgrades at once
     reported = await session.scalar(

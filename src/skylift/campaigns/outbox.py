@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from skylift.campaigns.models import Campaign, CampaignDevice, NoticeOutbox
+from skylift.campaigns.queries import IN_PROGRESS_STATES
 from skylift.db.session import signal_after_commit
 from skylift.packages.models import Package
 from skylift.registry.models import Device
@@ -47,11 +48,13 @@ async def claim(session: AsyncSession, limit: int) -> list[NoticeOutbox]:
         .join(Campaign, Campaign.id == CampaignDevice.campaign_id)
         .join(Package, Package.id == Campaign.package_id)
         # A disabled package's notices wait (its campaigns are paused): none goes out until it is enabled.
+        # An attempt that ended before its device could hear the notice (canceled, superseded) sends none.
         .where(
             NoticeOutbox.sent_at.is_(None),
             Device.online.is_(True),
             Device.listening.is_(True),
             Package.enabled.is_(True),
+            CampaignDevice.state.in_(IN_PROGRESS_STATES),
         )
         .order_by(NoticeOutbox.id)
         .limit(limit)
@@ -69,14 +72,23 @@ async def claim(session: AsyncSession, limit: int) -> list[NoticeOutbox]:
 
 
 async def waiting(session: AsyncSession) -> int:
-    """Unsent rows, whether or not their device listens."""
-    query = select(func.count()).select_from(NoticeOutbox).where(NoticeOutbox.sent_at.is_(None))
+    """Unsent rows of attempts under way, whether or not their device listens."""
+    query = (
+        select(func.count())
+        .select_from(NoticeOutbox)
+        .join(CampaignDevice, CampaignDevice.id == NoticeOutbox.attempt_id)
+        .where(NoticeOutbox.sent_at.is_(None), CampaignDevice.state.in_(IN_PROGRESS_STATES))
+    )
     return int(await session.scalar(query) or 0)
 
 
 async def prune(session: AsyncSession, sent_before: datetime) -> int:
-    """Forget rows sent before the given time; returns how many."""
-    result = await session.execute(
+    """Forget rows sent before the given time, and unsent ones whose attempt has ended; returns how many."""
+    sent = await session.execute(
         delete(NoticeOutbox).where(NoticeOutbox.sent_at.is_not(None), NoticeOutbox.sent_at < sent_before)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    ended = select(CampaignDevice.id).where(CampaignDevice.state.not_in(IN_PROGRESS_STATES))
+    stale = await session.execute(
+        delete(NoticeOutbox).where(NoticeOutbox.sent_at.is_(None), NoticeOutbox.attempt_id.in_(ended))
+    )
+    return sum(int(getattr(result, "rowcount", 0) or 0) for result in (sent, stale))

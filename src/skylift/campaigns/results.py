@@ -7,16 +7,18 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import rollout
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES, attempts_where, get_campaign, pairs
+from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES, get_campaign, pairs
 from skylift.campaigns.schemas import CampaignDeviceOut, CampaignOut, Results, TimelinePoint
 from skylift.campaigns.state import DeviceState
+from skylift.kit.pagination import PageRequest, fetch_page
 from skylift.packages.models import Package
 from skylift.packages.schemas import VerificationOut
 from skylift.registry.models import DeviceVersion
@@ -185,18 +187,54 @@ async def campaign_out(session: AsyncSession, campaign: Campaign, now: datetime)
     )
 
 
-async def list_campaigns(session: AsyncSession, product_id: int | None, package_id: int | None) -> list[Campaign]:
-    query = select(Campaign).options(selectinload(Campaign.package)).order_by(Campaign.id)
-    if product_id is not None:
-        query = query.where(Campaign.product_id == product_id)
-    if package_id is not None:
-        query = query.where(Campaign.package_id == package_id)
-    return list((await session.scalars(query)).all())
+CampaignState = Literal["scheduled", "running", "paused", "finished", "canceled", "aborted"]
 
 
-async def device_rows(session: AsyncSession, campaign_id: int) -> list[CampaignDeviceOut]:
+@dataclass(frozen=True)
+class CampaignFilter:
+    product_id: int | None = None
+    package_id: int | None = None
+    state: CampaignState | None = None
+
+
+def _campaigns(where: CampaignFilter) -> Select[Campaign]:
+    query = select(Campaign).order_by(Campaign.id)
+    if where.product_id is not None:
+        query = query.where(Campaign.product_id == where.product_id)
+    if where.package_id is not None:
+        query = query.where(Campaign.package_id == where.package_id)
+    if where.state is not None:
+        query = query.where(Campaign.state == where.state)
+    return query
+
+
+async def list_campaigns(session: AsyncSession, where: CampaignFilter, page: PageRequest) -> tuple[list[Campaign], int]:
+    return await fetch_page(session, _campaigns(where), page, selectinload(Campaign.package))
+
+
+async def campaigns_of_package(session: AsyncSession, package_id: int) -> list[Campaign]:
+    return list((await session.scalars(_campaigns(CampaignFilter(package_id=package_id)))).all())
+
+
+AttemptState = Literal["pending", "notified", "downloading", "upgrading", "succeeded", "failed", "canceled", "skipped"]
+
+
+async def device_rows(
+    session: AsyncSession,
+    campaign_id: int,
+    state: AttemptState | None,
+    failure_reason: str | None,
+    page: PageRequest,
+) -> tuple[list[CampaignDeviceOut], int]:
+    """The campaign's attempts by id (the order devices joined it), one page at a time."""
     campaign = await get_campaign(session, campaign_id)
-    return [
+    query = select(CampaignDevice).where(CampaignDevice.campaign_id == campaign.id).order_by(CampaignDevice.id)
+    if state is not None:
+        query = query.where(CampaignDevice.state == state)
+    if failure_reason is not None:
+        query = query.where(CampaignDevice.failure_reason == failure_reason)
+    attempts, total = await fetch_page(session, query, page, selectinload(CampaignDevice.device))
+    rows = [
         CampaignDeviceOut(
             device_id=a.device_id,
             device_name=a.device.name,
@@ -212,5 +250,6 @@ async def device_rows(session: AsyncSession, campaign_id: int) -> list[CampaignD
             finished_at=a.finished_at,
             updated_at=a.updated_at,
         )
-        for a in await attempts_where(session, campaign)
+        for a in attempts
     ]
+    return rows, total

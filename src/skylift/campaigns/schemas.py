@@ -4,7 +4,7 @@ from datetime import UTC, datetime, time
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from skylift.campaigns.policy import valid_cron
 from skylift.kit.ids import Id
@@ -23,7 +23,7 @@ class Target(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     device_ids: list[Id] | None = Field(default=None, min_length=1)
-    all: bool | None = None
+    all: StrictBool | None = None
     tags: list[str] | None = Field(default=None, min_length=1, description="Devices carrying any of these tags")
     percent: float | None = Field(default=None, gt=0, le=100, description="A stable share of the fleet")
 
@@ -115,7 +115,7 @@ class CampaignCreate(BaseModel):
     mode: Literal["static", "dynamic"] = Field(
         default="static", description="dynamic: also devices that come to match while the campaign is active"
     )
-    push: bool = Field(default=True, description="Send notices (otherwise devices ask for their upgrade)")
+    push: StrictBool = Field(default=True, description="Send notices (otherwise devices ask for their upgrade)")
     offline: Literal["fail", "deliver_on_connect"] = Field(
         default="fail", description="A device offline at push time: fail it (retryable), or notify it when it connects"
     )
@@ -128,7 +128,7 @@ class CampaignCreate(BaseModel):
     success_threshold: float = Field(
         default=100, ge=0, le=100, description="Percent of a group that must succeed before the next group starts"
     )
-    approval_required: bool = Field(default=False, description="Wait for an operator's approve before each group")
+    approval_required: StrictBool = Field(default=False, description="Wait for an operator's approve before each group")
     error_threshold: ErrorThresholdIn | None = None
     min_finished: int = Field(
         default=1, ge=1, le=MAX_COUNT, description="Finished devices before the error threshold is judged"
@@ -146,7 +146,7 @@ class CampaignCreate(BaseModel):
     retry_count: int = Field(default=0, ge=0, le=20, description="Automatic retries of a failed device")
     retry_interval_minutes: float = Field(default=5, ge=0, le=7 * 24 * 60, description="At most a week")
     ext_data: dict[str, ExtValue] = Field(default_factory=dict, description="Passed to devices as extData")
-    supersede: bool = Field(
+    supersede: StrictBool = Field(
         default=False,
         description="A device with an open attempt on the same module in another campaign: cancel that attempt "
         "(superseded) instead of skipping the device (busy)",

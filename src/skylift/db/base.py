@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import overload
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Index, MetaData, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -115,3 +115,9 @@ class SealedOrNone(SealedField):
 
     def __set__(self, instance: object, value: str | None) -> None:
         self.store(instance, value)
+
+
+def unique_in_service(name: str, *columns: str) -> Index:
+    """A unique index over rows not deleted (`deleted_at IS NULL`): a deleted row keeps its values as history."""
+    live = text("deleted_at IS NULL")
+    return Index(name, *columns, unique=True, sqlite_where=live, postgresql_where=live)

@@ -20,12 +20,35 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
+def _pragma(connection: Connection, statement: str) -> None:
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA {statement}")
+    finally:
+        cursor.close()
+
+
 def _upgrade(connection: Connection, database_url: str) -> None:
     config = alembic_config(database_url)
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # SQLite alters a table by copying it and dropping the old one; with foreign keys enforced the drop
+        # would cascade into (or be refused by) every table that references it. The pragma only takes
+        # effect outside a transaction, so it is set before the migration's transaction begins.
+        _pragma(connection, "foreign_keys=OFF")
+    try:
+        with connection.begin():
+            command.upgrade(config, "head")
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left rows whose references are broken: {broken[:5]}")
+    finally:
+        if sqlite:
+            _pragma(connection, "foreign_keys=ON")
 
 
 async def upgrade_to_head(database: Database) -> None:
-    async with database.engine.begin() as connection:
+    async with database.engine.connect() as connection:
         await connection.run_sync(_upgrade, database.url)

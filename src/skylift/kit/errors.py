@@ -11,13 +11,17 @@ class SkyliftError(Exception):
     status_code = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, errors: list[ItemError] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.errors = errors
 
-    def as_body(self) -> dict[str, dict[str, str | None]]:
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
+    def as_body(self) -> dict[str, dict[str, Any]]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "field": self.field}
+        if self.errors is not None:
+            body["errors"] = [error.model_dump() for error in self.errors]
+        return {"error": body}
 
 
 class BadRequest(SkyliftError):
@@ -62,10 +66,26 @@ class Gone(SkyliftError):
     code = "gone"
 
 
+class UnsupportedMediaType(SkyliftError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class ItemError(BaseModel):
+    """What is wrong with one item of a bulk request (one row of an import)."""
+
+    row: int = Field(description="1 for the first item (in a CSV file: the line after the header)")
+    field: str | None
+    message: str
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="Machine-readable, e.g. not_found, conflict, invalid, unauthorized")
     message: str
     field: str | None = Field(description="The input the error is about, when there is one")
+    errors: list[ItemError] | None = Field(
+        default=None, description="A bulk request: every item that is wrong (nothing was done)"
+    )
 
 
 class ErrorOut(BaseModel):
@@ -82,6 +102,7 @@ _MEANINGS = {
     409: "Conflicts with the current state",
     410: "No longer available (the package was disabled)",
     413: "The body is too large",
+    415: "The body is of a type this call does not take",
     422: "Invalid input; `field` names it",
 }
 

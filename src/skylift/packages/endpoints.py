@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
@@ -12,7 +12,9 @@ from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
 from skylift.kit.errors import BadRequest, NotFound, error_responses
 from skylift.kit.guards import lift_body_limit
 from skylift.kit.ids import ID_LIMIT, Id
-from skylift.kit.schemas import ItemsOut
+from skylift.kit.pagination import PageDep
+from skylift.kit.schemas import Page
+from skylift.kit.strict import TextBool
 from skylift.packages import service
 from skylift.packages.models import Package
 from skylift.packages.schemas import DownloadUrlOut, DownloadUrlRequest, PackageOut, PackagePatch
@@ -40,7 +42,11 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
                         "sign_method": {"type": "string", "enum": ["MD5", "SHA256"], "default": "MD5"},
                         "verify_required": {"type": "boolean", "default": False},
                         "description": {"type": "string"},
-                        "source_version": {"type": "string", "description": "Required for a diff package"},
+                        "source_version": {
+                            "type": "string",
+                            "description": "Required for a diff package: the version(s) it applies to, "
+                            "comma-separated (1.0.0,1.0.1)",
+                        },
                         "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
                     },
                 }
@@ -99,12 +105,22 @@ async def _out(context: AppContext, session: AsyncSession, package: Package) -> 
     return out
 
 
-@router.get("", response_model=ItemsOut[PackageOut])
+@router.get("", response_model=Page[PackageOut])
 async def list_packages(
-    context: ContextDep, session: SessionDep, _: AdminDep, product_id: Id | None = None
-) -> ItemsOut[PackageOut]:
-    packages = await service.list_packages(session, product_id)
-    return ItemsOut(items=[await _out(context, session, p) for p in packages])
+    context: ContextDep,
+    session: SessionDep,
+    _: AdminDep,
+    page: PageDep,
+    product_id: Id | None = None,
+    module: Annotated[str | None, Query(max_length=64, description="Module name or alias")] = None,
+    enabled: TextBool | None = None,
+    type: Literal["full", "diff"] | None = None,
+    version: Annotated[str | None, Query(max_length=64)] = None,
+) -> Page[PackageOut]:
+    """Packages by id, one page at a time; every filter given must hold."""
+    where = service.PackageFilter(product_id, module, enabled, type, version)
+    packages, total = await service.list_packages(session, where, page)
+    return page.answer([await _out(context, session, p) for p in packages], total)
 
 
 @router.get("/{package_id}", response_model=PackageOut)

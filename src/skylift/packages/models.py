@@ -1,15 +1,22 @@
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from skylift.db.base import Base, TimestampMixin
+from skylift.db.base import Base, TimestampMixin, UtcDateTime, unique_in_service
 
 
 class Package(TimestampMixin, Base):
     __tablename__ = "packages"
-    # A full image has source_version "" so the constraint also holds where NULLs would be distinct.
-    __table_args__ = (UniqueConstraint("product_id", "module", "version", "type", "source_version"),)
+    # A full image has source_version "" so the index also holds where NULLs would be distinct. A deleted
+    # package stays for the campaigns that used it, and its version may be uploaded again.
+    __table_args__ = (
+        unique_in_service(
+            "uq_packages_version_in_service", "product_id", "module", "version", "type", "source_version"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
@@ -17,11 +24,14 @@ class Package(TimestampMixin, Base):
     name: Mapped[str] = mapped_column(String(128))
     version: Mapped[str] = mapped_column(String(64))
     type: Mapped[str] = mapped_column(String(8))
-    source_version: Mapped[str] = mapped_column(String(64), default="")
+    # The versions a diff applies to, comma-separated ("1.0.0,1.0.1"); "" for a full image.
+    source_version: Mapped[str] = mapped_column(String(255), default="")
     sign_method: Mapped[str] = mapped_column(String(8))
     verify_required: Mapped[bool] = mapped_column(Boolean, default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     description: Mapped[str] = mapped_column(Text, default="")
+    # Deleted (DELETE): its files are gone; the row stays for the closed campaigns that name it.
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     files: Mapped[list[PackageFile]] = relationship(
         back_populates="package", order_by="PackageFile.position", cascade="all, delete-orphan"

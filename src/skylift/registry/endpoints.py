@@ -1,19 +1,27 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.context import AppContext
 from skylift.db.session import AfterCommit, after_commit
 from skylift.deps import AdminDep, ContextDep, SessionDep
+from skylift.kit.errors import error_responses
 from skylift.kit.ids import Id
-from skylift.kit.schemas import ItemsOut
-from skylift.registry import service
+from skylift.kit.pagination import PageDep
+from skylift.kit.schemas import ItemsOut, Page
+from skylift.kit.strict import TextBool
+from skylift.registry import importing, listing, service
+from skylift.registry.models import Device
 from skylift.registry.schemas import (
     DeviceCreate,
     DeviceCredentials,
     DeviceOut,
     DevicePatch,
     DeviceWithCredentials,
+    ImportRow,
     ModuleCreate,
     ModuleOut,
     ModulePatch,
@@ -23,6 +31,7 @@ from skylift.registry.schemas import (
     VersionDistribution,
 )
 from skylift.system import audit
+from skylift.system.audit import Actor
 
 router = APIRouter(tags=["registry"])
 
@@ -34,10 +43,10 @@ async def create_product(body: ProductCreate, session: SessionDep, actor: AdminD
     return ProductOut.model_validate(product)
 
 
-@router.get("/products", response_model=ItemsOut[ProductOut])
-async def list_products(session: SessionDep, _: AdminDep) -> ItemsOut[ProductOut]:
-    products = await service.list_products(session)
-    return ItemsOut(items=[ProductOut.model_validate(p) for p in products])
+@router.get("/products", response_model=Page[ProductOut])
+async def list_products(session: SessionDep, _: AdminDep, page: PageDep) -> Page[ProductOut]:
+    products, total = await listing.list_products(session, page)
+    return page.answer([ProductOut.model_validate(p) for p in products], total)
 
 
 @router.get("/products/{product_id}", response_model=ProductOut)
@@ -57,8 +66,9 @@ async def update_product(product_id: Id, body: ProductPatch, session: SessionDep
 async def product_versions(
     product_id: Id, session: SessionDep, _: AdminDep, module: str = "default"
 ) -> VersionDistribution:
-    versions = await service.version_distribution(session, product_id, module)
-    return VersionDistribution(module=service.canonical_module(module), versions=versions)
+    """How many devices report each version of the module (named by its name or its alias)."""
+    name, versions = await service.version_distribution(session, product_id, module)
+    return VersionDistribution(module=name, versions=versions)
 
 
 @router.post("/modules", status_code=201, response_model=ModuleOut)
@@ -82,16 +92,69 @@ async def create_device(
 ) -> DeviceWithCredentials:
     """Register a device; the answer carries its credentials (later only through `.../credentials`)."""
     device = await service.create_device(session, body)
+    _audit_created(session, actor, device)
+    after_commit(session, _wake(context))  # a dynamic campaign may take the new device
+    return service.device_with_credentials(device)
+
+
+_IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "name,tags,gateway,address\ngw-1,site-a,,\nsensor-1,site-a;beta,gw-1,S1\n",
+            },
+            "application/json": {
+                "schema": {"type": "array", "items": ImportRow.model_json_schema(), "maxItems": importing.MAX_ROWS}
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/devices/import",
+    status_code=201,
+    response_model=ItemsOut[DeviceWithCredentials],
+    openapi_extra=_IMPORT_BODY,
+    responses=error_responses(400, 415),
+)
+async def import_devices(
+    request: Request,
+    context: ContextDep,
+    session: SessionDep,
+    actor: AdminDep,
+    product_id: Id | None = None,
+    product_key: Annotated[str | None, Query(max_length=32)] = None,
+) -> ItemsOut[DeviceWithCredentials]:
+    """Register many devices at once: CSV (`name,tags,gateway,address`, tags separated by `;`) or a JSON array.
+
+    The whole import is checked first; if any row is wrong, nothing is created and `422` lists every wrong
+    row (`error.errors`: row, field, message). The answer carries each device's credentials, as
+    `POST /devices` does."""
+    product = await service.product_for_import(session, product_id, product_key)
+    rows = importing.parse(request.headers.get("content-type"), await request.body())
+    devices = await importing.import_devices(session, product.id, rows)
+    for device in devices:
+        _audit_created(session, actor, device, source="import")
+    after_commit(session, _wake(context))
+    return ItemsOut(items=[service.device_with_credentials(d) for d in devices])
+
+
+def _audit_created(session: AsyncSession, actor: Actor, device: Device, **details: str) -> None:
+    where = {"gateway_id": device.gateway_id, "address": device.address} if device.gateway_id is not None else {}
     audit.record(
         session,
         actor,
         "device.create",
         "device",
         device.id,
-        **body.model_dump(include={"product_id", "name", "gateway_id", "address"}, exclude_none=True),
+        product_id=device.product_id,
+        name=device.name,
+        **where,
+        **details,
     )
-    after_commit(session, _wake(context))  # a dynamic campaign may take the new device
-    return service.device_with_credentials(device)
 
 
 def _wake(context: AppContext) -> AfterCommit:
@@ -140,12 +203,30 @@ def _disconnect(context: AppContext, device_id: Id) -> AfterCommit:
     return disconnect
 
 
-@router.get("/devices", response_model=ItemsOut[DeviceOut])
+@router.get("/devices", response_model=Page[DeviceOut])
 async def list_devices(
-    session: SessionDep, _: AdminDep, product_id: Id | None = None, tag: str | None = None
-) -> ItemsOut[DeviceOut]:
-    devices = await service.list_devices(session, product_id, tag)
-    return ItemsOut(items=[service.device_out(d) for d in devices])
+    session: SessionDep,
+    _: AdminDep,
+    page: PageDep,
+    product_id: Id | None = None,
+    q: Annotated[str | None, Query(max_length=64, description="Prefix of the name or address (any case)")] = None,
+    online: Annotated[TextBool | None, Query(description="Connected now (a sub-device: its gateway is)")] = None,
+    enabled: Annotated[TextBool | None, Query(description="Allowed to log in")] = None,
+    tag: Annotated[
+        list[str] | None, Query(description="Devices carrying any of these tags (repeat the parameter)")
+    ] = None,
+    module: Annotated[
+        str | None, Query(max_length=64, description="Devices that reported this module (name or alias)")
+    ] = None,
+    version: Annotated[
+        str | None, Query(max_length=64, description="...at this version (of `module`, else the default module)")
+    ] = None,
+    include_deleted: Annotated[TextBool, Query(description="Also decommissioned devices")] = False,
+) -> Page[DeviceOut]:
+    """Devices by id, one page at a time; every filter given must hold."""
+    where = listing.DeviceFilter(product_id, q, online, enabled, tag or [], module, version, include_deleted)
+    devices, total = await listing.list_devices(session, where, page)
+    return page.answer([service.device_out(d) for d in devices], total)
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from skylift.db.base import Base, Sealed, SealedOrNone, TimestampMixin, UtcDateTime
+from skylift.db.base import Base, Sealed, SealedOrNone, TimestampMixin, UtcDateTime, unique_in_service
 
 DEFAULT_MODULE = "default"
 
@@ -43,7 +43,12 @@ class Module(TimestampMixin, Base):
 
 class Device(TimestampMixin, Base):
     __tablename__ = "devices"
-    __table_args__ = (UniqueConstraint("product_id", "name"), UniqueConstraint("gateway_id", "address"))
+    # Names and gateway addresses are unique among devices in service: a decommissioned device keeps its
+    # history, and its name can be given to the unit that replaces it.
+    __table_args__ = (
+        unique_in_service("uq_devices_product_id_name_in_service", "product_id", "name"),
+        unique_in_service("uq_devices_gateway_id_address_in_service", "gateway_id", "address"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), index=True)
@@ -81,6 +86,8 @@ class Device(TimestampMixin, Base):
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     # A disabled device is refused at login (MQTT and HTTP) until it is enabled again.
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Decommissioned (DELETE): disabled for good, left out of lists and campaigns, its history kept.
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     product: Mapped[Product] = relationship()
     versions: Mapped[list[DeviceVersion]] = relationship(

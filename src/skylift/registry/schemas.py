@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from skylift.kit.ids import Id
 
@@ -21,10 +21,12 @@ VERSION_PROPERTY = (
 
 
 class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=64)
     description: str = Field(default="", max_length=2000)
     notice_style: Literal["alibaba", "sagoo"] = "alibaba"
-    auto_upgrade_latest: bool = Field(default=False, description=AUTO_UPGRADE_LATEST)
+    auto_upgrade_latest: StrictBool = Field(default=False, description=AUTO_UPGRADE_LATEST)
 
 
 class ProductPatch(BaseModel):
@@ -32,10 +34,12 @@ class ProductPatch(BaseModel):
 
     description: str | None = Field(default=None, max_length=2000)
     notice_style: Literal["alibaba", "sagoo"] | None = None
-    auto_upgrade_latest: bool | None = Field(default=None, description=AUTO_UPGRADE_LATEST)
+    auto_upgrade_latest: StrictBool | None = Field(default=None, description=AUTO_UPGRADE_LATEST)
 
 
 class ModuleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     product_id: Id
     name: str = Field(pattern=NAME_PATTERN)
     alias: str = Field(default="", max_length=64)
@@ -80,6 +84,8 @@ Tags = list[Annotated[str, Field(pattern=TAG_PATTERN)]]
 
 
 class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     product_id: Id
     name: str = Field(pattern=NAME_PATTERN, description="Letters, digits and _ . : @ -; unique in the product")
     tags: Tags = Field(default_factory=list, max_length=32, description="Labels campaigns can target")
@@ -93,7 +99,7 @@ class DevicePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tags: Tags | None = Field(default=None, max_length=32)
-    enabled: bool | None = Field(default=None, description="false: refused at login, live connection closed")
+    enabled: StrictBool | None = Field(default=None, description="false: refused at login, live connection closed")
 
 
 class DeviceOut(BaseModel):
@@ -112,6 +118,9 @@ class DeviceOut(BaseModel):
         description="Where notices go: ota (/ota/device/upgrade/...), eztcloud (command_send/...) or gateway"
     )
     created_at: datetime
+    deleted_at: datetime | None = Field(
+        description="When the device was decommissioned (DELETE); null while in service"
+    )
 
 
 class DeviceWithCredentials(DeviceOut):
@@ -135,3 +144,18 @@ class DeviceCredentials(BaseModel):
 class VersionDistribution(BaseModel):
     module: str
     versions: dict[str, int]
+
+
+class ImportRow(BaseModel):
+    """One device of a bulk import (a CSV line `name,tags,gateway,address`, or an object of a JSON array)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    tags: Tags = Field(default_factory=list, max_length=32, description="In CSV: separated by `;`")
+    gateway: Id | Annotated[str, Field(pattern=NAME_PATTERN)] | None = Field(
+        default=None,
+        description="The gateway of a sub-device: its id, or the name of a device of the same product "
+        "(one registered already, or one of this import)",
+    )
+    address: str | None = Field(default=None, pattern=NAME_PATTERN, description="How the gateway names it")

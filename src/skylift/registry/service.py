@@ -6,7 +6,7 @@ import secrets
 import string
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -74,6 +74,18 @@ async def get_product(session: AsyncSession, product_id: int, field: str = "prod
     return product
 
 
+async def product_for_import(session: AsyncSession, product_id: int | None, product_key: str | None) -> Product:
+    """The product named by exactly one of its id and its key."""
+    if (product_id is None) == (product_key is None):
+        raise Invalid("name the product by product_id or by product_key (one of them)", field="product_id")
+    if product_id is not None:
+        return await get_product(session, product_id)
+    product = await session.scalar(select(Product).where(Product.product_key == product_key))
+    if product is None:
+        raise NotFound(f"no product has the key {product_key!r}", field="product_key")
+    return product
+
+
 async def update_product(session: AsyncSession, product_id: int, patch: ProductPatch) -> Product:
     product = await get_product(session, product_id, field="id")
     if patch.description is not None:
@@ -86,18 +98,15 @@ async def update_product(session: AsyncSession, product_id: int, patch: ProductP
     return product
 
 
-async def list_products(session: AsyncSession) -> list[Product]:
-    return list(
-        (await session.scalars(select(Product).options(selectinload(Product.modules)).order_by(Product.id))).all()
-    )
-
-
 async def create_module(session: AsyncSession, data: ModuleCreate) -> Module:
     product = await get_product(session, data.product_id)
     if data.name in MODULE_ALIASES:
         raise Invalid(f"{data.name!r} is an alias of the default module", field="name")
     if any(module.name == data.name for module in product.modules):
         raise Conflict(f"product {product.id} already has a module {data.name!r}", field="name")
+    _check_names_free(product, data.name, "name", None)
+    if data.alias:
+        _check_names_free(product, data.alias, "alias", None)
     version_property = data.version_property or default_version_property(data.name)
     _check_property_free(product, version_property, None)
     module = Module(
@@ -127,6 +136,15 @@ def _check_property_free(product: Product, version_property: str, module_id: int
         )
 
 
+def _check_names_free(product: Product, word: str, field: str, module_id: int | None) -> None:
+    # A module is named by its name or its alias wherever a module is asked for: each word names one module.
+    for module in product.modules:
+        if module.id != module_id and word in (module.name, module.alias):
+            raise Conflict(f"{word!r} already names module {module.name!r} of product {product.id}", field=field)
+    if word in MODULE_ALIASES and field == "alias":
+        raise Conflict(f"{word!r} always names the default module", field=field)
+
+
 async def get_module(session: AsyncSession, module_id: int) -> Module:
     module = await session.get(Module, module_id)
     if module is None:
@@ -137,10 +155,13 @@ async def get_module(session: AsyncSession, module_id: int) -> Module:
 async def update_module(session: AsyncSession, module_id: int, patch: ModulePatch) -> Module:
     """Alias, description and version property; also of the default module."""
     module = await get_module(session, module_id)
+    product = await get_product(session, module.product_id)
     if patch.version_property is not None:
-        _check_property_free(await get_product(session, module.product_id), patch.version_property, module.id)
+        _check_property_free(product, patch.version_property, module.id)
         module.version_property = patch.version_property
     if patch.alias is not None:
+        if patch.alias and not (module.name == DEFAULT_MODULE and patch.alias in MODULE_ALIASES):
+            _check_names_free(product, patch.alias, "alias", module.id)
         module.alias = patch.alias
     if patch.description is not None:
         module.description = patch.description
@@ -148,12 +169,48 @@ async def update_module(session: AsyncSession, module_id: int, patch: ModulePatc
     return module
 
 
-async def require_module(session: AsyncSession, product_id: int, name: str, field: str = "module") -> str:
-    module = canonical_module(name)
-    exists = await session.scalar(select(Module.id).where(Module.product_id == product_id, Module.name == module))
-    if exists is None:
-        raise Invalid(f"product {product_id} has no module {name!r}; create it first", field=field)
+async def _named(session: AsyncSession, product_id: int, name: str | None) -> str | None:
+    """The product's module that `name` names (its name, or else its alias), or None."""
+    word = canonical_module(name)
+    found = {
+        module_name: alias
+        for module_name, alias in (
+            await session.execute(
+                select(Module.name, Module.alias).where(
+                    Module.product_id == product_id, or_(Module.name == word, Module.alias == word)
+                )
+            )
+        ).tuples()
+    }
+    if word in found:
+        return word
+    return next(iter(found), None)
+
+
+async def require_module(session: AsyncSession, product_id: int, name: str | None, field: str = "module") -> str:
+    """The name of the product's module called `name` or aliased so (`main` or nothing: the default)."""
+    module = await _named(session, product_id, name)
+    if module is None:
+        raise Invalid(f"product {product_id} has no module {name!r} (by name or alias); create it first", field=field)
     return module
+
+
+async def device_module(session: AsyncSession, device_id: int, name: str | None) -> str:
+    """The module a device's message names: by name or by its product's alias; an unknown name is kept."""
+    word = canonical_module(name)
+    if word == DEFAULT_MODULE:
+        return word  # most messages name no module: no query
+    product_id = await session.scalar(select(Device.product_id).where(Device.id == device_id))
+    if product_id is None:
+        return word
+    return await _named(session, product_id, word) or word
+
+
+async def modules_named(session: AsyncSession, name: str) -> list[str]:
+    """Module names that `name` stands for in any product (by name or alias): for filters across products."""
+    word = canonical_module(name)
+    rows = await session.execute(select(Module.name).where(or_(Module.name == word, Module.alias == word)).distinct())
+    return sorted({word, *rows.scalars()})
 
 
 def _new_secret() -> str:
@@ -163,7 +220,11 @@ def _new_secret() -> str:
 async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
     product = await get_product(session, data.product_id)
     if (
-        await session.scalar(select(Device.id).where(Device.product_id == product.id, Device.name == data.name))
+        await session.scalar(
+            select(Device.id).where(
+                Device.product_id == product.id, Device.name == data.name, Device.deleted_at.is_(None)
+            )
+        )
         is not None
     ):
         raise Conflict(f"product {product.id} already has a device named {data.name!r}", field="name")
@@ -199,12 +260,14 @@ async def _gateway_for(session: AsyncSession, data: DeviceCreate) -> Device | No
     if data.address is None:
         raise Invalid("a sub-device needs the address its gateway names it by", field="address")
     gateway = await session.get(Device, data.gateway_id)
-    if gateway is None:
+    if gateway is None or gateway.deleted_at is not None:
         raise NotFound(f"device {data.gateway_id} does not exist", field="gateway_id")
     if gateway.gateway_id is not None:
         raise Invalid(f"device {gateway.id} is itself a sub-device and cannot be a gateway", field="gateway_id")
     taken = await session.scalar(
-        select(Device.id).where(Device.gateway_id == gateway.id, Device.address == data.address)
+        select(Device.id).where(
+            Device.gateway_id == gateway.id, Device.address == data.address, Device.deleted_at.is_(None)
+        )
     )
     if taken is not None:
         raise Conflict(f"gateway {gateway.id} already has a sub-device at {data.address!r}", field="address")
@@ -234,6 +297,7 @@ def device_out(device: Device) -> DeviceOut:
         address=device.address,
         notice_channel=notice_channel(device),
         created_at=device.created_at,
+        deleted_at=device.deleted_at,
     )
 
 
@@ -266,8 +330,16 @@ async def get_device(session: AsyncSession, device_id: int) -> Device:
     return device
 
 
-async def update_device(session: AsyncSession, device_id: int, patch: DevicePatch) -> Device:
+async def get_device_in_service(session: AsyncSession, device_id: int, field: str = "device_id") -> Device:
+    """The device, unless it was decommissioned: a deleted device is history and changes no more."""
     device = await get_device(session, device_id)
+    if device.deleted_at is not None:
+        raise Conflict(f"device {device_id} was deleted on {device.deleted_at:%Y-%m-%d %H:%M} UTC", field=field)
+    return device
+
+
+async def update_device(session: AsyncSession, device_id: int, patch: DevicePatch) -> Device:
+    device = await get_device_in_service(session, device_id)
     if patch.tags is not None:
         device.tags = sorted(set(patch.tags))
     if patch.enabled is not None:
@@ -278,7 +350,7 @@ async def update_device(session: AsyncSession, device_id: int, patch: DevicePatc
 
 async def rotate_credentials(session: AsyncSession, device_id: int) -> Device:
     """New access token and device secret; the old ones stop working at once."""
-    device = await get_device(session, device_id)
+    device = await get_device_in_service(session, device_id)
     device.access_token = _new_secret()
     device.device_secret = _new_secret()
     await session.flush()
@@ -317,13 +389,11 @@ async def reseal_credentials(session: AsyncSession) -> int:
     return count
 
 
-async def list_devices(session: AsyncSession, product_id: int | None, tag: str | None = None) -> list[Device]:
-    query = select(Device).options(selectinload(Device.versions), selectinload(Device.product)).order_by(Device.id)
-    if product_id is not None:
-        query = query.where(Device.product_id == product_id)
-    if tag is not None:
-        return [d for d in (await session.scalars(query)).all() if tag in (d.tags or [])]
-    return list((await session.scalars(query)).all())
+def decommission(device: Device, now: datetime) -> None:
+    """Take a device out of service for good: refused at login from now on, its history kept."""
+    device.deleted_at = now
+    device.enabled = False
+    device.online = device.listening = device.relaying = False
 
 
 async def record_version(session: AsyncSession, device_id: int, module: str, version: str, now: datetime) -> None:
@@ -338,12 +408,14 @@ async def record_version(session: AsyncSession, device_id: int, module: str, ver
     await session.flush()
 
 
-async def version_distribution(session: AsyncSession, product_id: int, module: str) -> dict[str, int]:
+async def version_distribution(session: AsyncSession, product_id: int, module: str) -> tuple[str, dict[str, int]]:
+    """The module's name (`module` may be an alias) and how many devices in service report each version."""
     await get_product(session, product_id, field="id")
+    module_name = await require_module(session, product_id, module)
     rows = await session.execute(
         select(DeviceVersion.version, func.count())
         .join(Device, Device.id == DeviceVersion.device_id)
-        .where(Device.product_id == product_id, DeviceVersion.module == canonical_module(module))
+        .where(Device.product_id == product_id, Device.deleted_at.is_(None), DeviceVersion.module == module_name)
         .group_by(DeviceVersion.version)
     )
-    return {version: count for version, count in rows.tuples()}
+    return module_name, {version: count for version, count in rows.tuples()}

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from skylift.kit.pagination import PageRequest, fetch_page
 from skylift.system.models import AuditEvent
 
 
@@ -42,13 +43,14 @@ def record(
 
 
 async def list_events(
-    session: AsyncSession, target_type: str | None, target_id: int | None, limit: int, before_id: int | None
-) -> list[AuditEvent]:
-    query = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+    session: AsyncSession, target_type: str | None, target_id: int | None, before_id: int | None, page: PageRequest
+) -> tuple[list[AuditEvent], int]:
+    """Newest first (by id, so pages are stable while new events arrive with `before_id`)."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if target_type is not None:
         query = query.where(AuditEvent.target_type == target_type)
     if target_id is not None:
         query = query.where(AuditEvent.target_id == target_id)
     if before_id is not None:
         query = query.where(AuditEvent.id < before_id)
-    return list((await session.scalars(query)).all())
+    return await fetch_page(session, query, page)

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict
 
 from skylift.deps import AdminDep, SessionDep
 from skylift.kit.ids import Id
-from skylift.kit.schemas import ItemsOut
+from skylift.kit.pagination import PageDep
+from skylift.kit.schemas import Page
 from skylift.system import audit, service
 from skylift.system.service import SystemParameters
 
@@ -42,15 +43,15 @@ class AuditEventOut(BaseModel):
 audit_router = APIRouter(prefix="/audit", tags=["audit"])
 
 
-@audit_router.get("", response_model=ItemsOut[AuditEventOut])
+@audit_router.get("", response_model=Page[AuditEventOut])
 async def read_audit(
     session: SessionDep,
     _: AdminDep,
-    target_type: str | None = None,
+    page: PageDep,
+    target_type: Annotated[str | None, Query(max_length=32)] = None,
     target_id: Id | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before_id: Annotated[Id | None, Query(description="Page backwards: events older than this id")] = None,
-) -> ItemsOut[AuditEventOut]:
+) -> Page[AuditEventOut]:
     """Newest first."""
-    events = await audit.list_events(session, target_type, target_id, limit, before_id)
-    return ItemsOut(items=[AuditEventOut.model_validate(e) for e in events])
+    events, total = await audit.list_events(session, target_type, target_id, before_id, page)
+    return page.answer([AuditEventOut.model_validate(e) for e in events], total)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,8 @@ DEFAULT_EXTENSIONS = [
 
 
 class SystemParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     max_file_size_mb: int = Field(default=1000, ge=1, le=1_000_000)
     allowed_extensions: list[str] = Field(default_factory=lambda: list(DEFAULT_EXTENSIONS), min_length=1)
 
