@@ -192,7 +192,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         )
         hub.wake_engine = engine.wake
         # A device that begins to listen may get a notice waiting for it (relay), or join one (engine).
-        hub.on_listening += [relay.wake, engine.wake]
+        hub.on_listening += [lambda _product: relay.wake(), engine.wake]
         context.database.on_signal(outbox.NOTICES_DUE, relay.wake)
         await hub.inbox.start()  # messages acknowledged before a crash are applied before any new one
         await broker.start()

@@ -30,9 +30,10 @@ class AppContext:
     hub: DeviceHub | None = field(default=None)
     engine: RolloutEngine | None = field(default=None)
 
-    def wake_engine(self) -> None:
+    def wake_engine(self, product_id: int | None = None) -> None:
+        """The rollout engine looks at the product's campaigns soon (None: at every campaign)."""
         if self.engine is not None:
-            self.engine.wake()
+            self.engine.wake(product_id)
 
     @property
     def device_hub(self) -> DeviceHub:

@@ -342,3 +342,35 @@ class TestBounds:
     def test_numbers_beyond_their_bounds_are_refused(self, fields: dict[str, Any]) -> None:
         with pytest.raises(ValidationError):
             CampaignCreate.model_validate({"name": "c", "package_id": 1, **fields})
+
+
+class TestWhoIsAdvanced:
+    """An idle campaign costs nothing: it moves when its product is woken, unless the clock drives it."""
+
+    def test_a_quiet_campaign_waits_for_a_wake_of_its_product(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(1))
+        cid = run(world.create(mode="dynamic"))
+        engine = RolloutEngine(world.database, 60, ManualClock(NOW))
+        run(engine.tick())  # the first tick looks at every campaign
+        assert len(run(world.attempts(cid))) == 1
+        run(world.add_devices(1))
+        run(engine.tick())
+        engine.wake(world.product_id + 1000)
+        run(engine.tick())
+        assert len(run(world.attempts(cid))) == 1
+        engine.wake(world.product_id)
+        run(engine.tick())
+        assert len(run(world.attempts(cid))) == 2
+        run(world.add_devices(1))
+        engine.wake()
+        run(engine.tick())
+        assert len(run(world.attempts(cid))) == 3
+
+    def test_a_clock_driven_campaign_moves_every_tick(self, world: World, run: Callable[..., Any]) -> None:
+        run(world.add_devices(1))
+        cid = run(world.create(mode="dynamic", timeout_minutes=30))
+        engine = RolloutEngine(world.database, 60, ManualClock(NOW))
+        run(engine.tick())
+        run(world.add_devices(1))
+        run(engine.tick())
+        assert len(run(world.attempts(cid))) == 2

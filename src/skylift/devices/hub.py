@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 Publisher = Callable[[str, bytes], Awaitable[None]]
 Disconnector = Callable[[int], Awaitable[None]]
 # Called when a device began to listen for its notices (a waiting notice can go out now).
-ListeningListener = Callable[[], None]
+# Told the product of a device that began to listen (its campaigns may have a notice for it).
+ListeningListener = Callable[[int | None], None]
 
 
 class DeviceHub:
@@ -57,7 +58,8 @@ class DeviceHub:
         self.inbox = Inbox(database, self.handle)
         # Whether a device listens is kept in the database (devices.listening), where every replica sees it.
         self.on_listening: list[ListeningListener] = []
-        self.wake_engine: Callable[[], None] | None = None
+        # Wakes the rollout engine for one product's campaigns (None: all of them).
+        self.wake_engine: Callable[[int | None], None] | None = None
         self._publisher: Publisher | None = None
         self._disconnector: Disconnector | None = None
 
@@ -86,7 +88,7 @@ class DeviceHub:
         # broker tells what it holds already (a kept session, the broker's own `_ss=1` subscriptions).
         async with self.database.transaction() as session:
             epoch = await device_service.mark_connected(session, identity, self.clock.now())
-        self._wake_engine()
+        self._wake_engine(identity.product_id)
         return epoch
 
     async def disconnected(self, identity: DeviceIdentity, epoch: int) -> None:
@@ -117,9 +119,9 @@ class DeviceHub:
         """The device subscribed: from now on it can hear what is sent to it (ordered with its messages)."""
         self.inbox.enqueue(identity.device_id, partial(self._on_subscribed, identity, topic_filter), "subscription")
 
-    def _wake_engine(self) -> None:
+    def _wake_engine(self, product_id: int | None) -> None:
         if self.wake_engine is not None:
-            self.wake_engine()
+            self.wake_engine(product_id)
 
     async def _on_subscribed(self, identity: DeviceIdentity, topic_filter: str) -> None:
         # A wildcard filter counts as a subscription to each of the device's topics it covers.
@@ -138,8 +140,10 @@ class DeviceHub:
                 )
             if relays:
                 await device_service.relays(session, identity.device_id)
+        # A gateway's sub-devices may belong to other products.
+        product_id = None if relays else identity.product_id
         for listener in self.on_listening:
-            listener()
+            listener(product_id)
 
     async def handle(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
         where = route(topic)
@@ -196,7 +200,7 @@ class DeviceHub:
                     recorded, touched = await device_service.properties_reported(session, device, values, now)
                     await rollout.settle(session, touched, now)
                 if recorded:
-                    self._wake_engine()  # a dynamic campaign may now match this device
+                    self._wake_engine(device.product_id)  # a dynamic campaign may now match this device
             case UpgradeRequested():
                 command = await requests.answer_check(self.database, self.notifier, device, message, self.clock.now())
                 await self.publish(where.reply_topic, eztcloud.render(command, address))
@@ -219,7 +223,7 @@ class DeviceHub:
                 )
             await rollout.settle(session, finished, now)
         if isinstance(event, VersionReported):
-            self._wake_engine()  # a dynamic campaign may now match this device
+            self._wake_engine(identity.product_id)  # a dynamic campaign may now match this device
 
     async def _answer(self, identity: DeviceIdentity, where: Route, event: UpgradeRequested | BlockRequested) -> None:
         """Requests are answered on the device's reply topic, after their transaction has committed."""

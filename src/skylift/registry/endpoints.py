@@ -93,7 +93,7 @@ async def create_device(
     """Register a device; the answer carries its credentials (later only through `.../credentials`)."""
     device = await service.create_device(session, body)
     _audit_created(session, actor, device)
-    after_commit(session, _wake(context))  # a dynamic campaign may take the new device
+    after_commit(session, _wake(context, device.product_id))  # a dynamic campaign may take the new device
     return service.device_with_credentials(device)
 
 
@@ -138,7 +138,7 @@ async def import_devices(
     devices = await importing.import_devices(session, product.id, rows)
     for device in devices:
         _audit_created(session, actor, device, source="import")
-    after_commit(session, _wake(context))
+    after_commit(session, _wake(context, product.id))
     return ItemsOut(items=[service.device_with_credentials(d) for d in devices])
 
 
@@ -157,9 +157,9 @@ def _audit_created(session: AsyncSession, actor: Actor, device: Device, **detail
     )
 
 
-def _wake(context: AppContext) -> AfterCommit:
+def _wake(context: AppContext, product_id: int) -> AfterCommit:
     async def wake() -> None:
-        context.wake_engine()
+        context.wake_engine(product_id)
 
     return wake
 
@@ -171,7 +171,7 @@ async def update_device(
     """Change a device's tags (campaigns can target tags), or disable or enable it."""
     device = await service.update_device(session, device_id, body)
     audit.record(session, actor, "device.update", "device", device_id, **body.model_dump(exclude_none=True))
-    after_commit(session, _wake(context))
+    after_commit(session, _wake(context, device.product_id))
     if body.enabled is False:
         after_commit(session, _disconnect(context, device_id))
     return service.device_out(device)
