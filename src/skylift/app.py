@@ -30,7 +30,7 @@ from skylift.campaigns.engine import RolloutEngine
 from skylift.config import Settings, credentials_keyring, load_or_create_secret
 from skylift.context import AppContext
 from skylift.db.migrate import upgrade_to_head
-from skylift.db.session import Database
+from skylift.db.session import Database, is_busy
 from skylift.deps import ADMIN_REFUSAL, is_admin_token
 from skylift.devices import service as device_service
 from skylift.devices.downloads import router as downloads_router
@@ -101,6 +101,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_busy(exc):
+            # The database stayed locked longer than a request waits: nothing was done, try again.
+            log.warning("database busy answering %s %s", request.method, request.url.path)
+            response = _error(503, "busy", "the database is busy; nothing was changed, try again shortly")
+            response.headers["Retry-After"] = "1"
+            return response
         # The last resort: the server logs the traceback too; the client gets JSON, not a text page.
         log.error("unexpected %s answering %s %s", type(exc).__name__, request.method, request.url.path)
         return _error(500, "internal_error", "the server failed to answer this request; it has been logged")

@@ -11,11 +11,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None]]
+
+
+def is_busy(error: BaseException) -> bool:
+    """SQLite refused a lock ("database is locked" / "database is busy")."""
+    return isinstance(error, OperationalError) and any(
+        words in str(error.orig) for words in ("database is locked", "database is busy")
+    )
+
+
 _AFTER_COMMIT_KEY = "skylift_after_commit"
 
 
