@@ -31,7 +31,7 @@ from skylift.config import Settings, credentials_keyring, load_or_create_secret
 from skylift.context import AppContext
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database
-from skylift.deps import ADMIN_REFUSAL, is_admin_token
+from skylift.deps import ADMIN_REFUSAL, PRINCIPAL, authenticate
 from skylift.devices import service as device_service
 from skylift.devices.downloads import router as downloads_router
 from skylift.devices.http_api import router as device_api_router
@@ -51,6 +51,7 @@ from skylift.registry.endpoints import router as registry_router
 from skylift.registry.service import check_credentials_key, reseal_credentials
 from skylift.system.endpoints import audit_router
 from skylift.system.endpoints import router as settings_router
+from skylift.system.user_endpoints import router as users_router
 
 log = logging.getLogger("skylift")
 
@@ -240,14 +241,15 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.add_middleware(
         RequestGuard,
         protected_prefix="/api/",
-        accepts=lambda token: is_admin_token(context, token),
+        authenticate=lambda token: authenticate(context, token),
+        principal_key=PRINCIPAL,
         max_body_bytes=settings.max_json_body_bytes,
         refusal=ADMIN_REFUSAL,
     )
 
     api = APIRouter(
         prefix="/api/v1",
-        responses=error_responses(401, 404, 409, 422),
+        responses=error_responses(401, 403, 404, 409, 422),
         # A misspelt filter must not answer the whole list as if it had filtered.
         dependencies=[Depends(reject_unknown_query)],
     )
@@ -259,6 +261,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         deletions_router,
         settings_router,
         audit_router,
+        users_router,
     )
     for router in routers:
         api.include_router(router)
