@@ -28,6 +28,7 @@ from skylift.campaigns.endpoints import package_results_router
 from skylift.campaigns.endpoints import router as campaigns_router
 from skylift.campaigns.engine import RolloutEngine
 from skylift.config import Settings, credentials_keyring, load_or_create_secret
+from skylift.console.mount import install_console
 from skylift.context import AppContext
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database
@@ -281,4 +282,5 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
+    install_console(app, context)
     return app

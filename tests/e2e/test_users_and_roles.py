@@ -196,32 +196,28 @@ class TestManagingUsers:
         assert api.post("/users/me/tokens", json={"name": "x"}).status_code == 409
 
 
+def users_create(server: Server, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`skylift users create ...` with the server's settings (its data dir), the password on stdin."""
+    return subprocess.run(
+        [sys.executable, "-m", "skylift.cli", "users", "create", *arguments, "--password-stdin"],
+        input=PASSWORD + "\n",
+        env={**os.environ, "SKYLIFT_DATA_DIR": str(server.data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 class TestTheCommandLine:
     def test_users_create_reads_the_password_from_stdin_with_the_servers_settings(
         self, server: Server, api: httpx.Client
     ) -> None:
         name = unique("cli")
-        environment = {**os.environ, "SKYLIFT_DATA_DIR": str(server.data_dir)}
-        created = subprocess.run(
-            [sys.executable, "-m", "skylift.cli", "users", "create", name, "--role", "admin", "--password-stdin"],
-            input=PASSWORD + "\n",
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        created = users_create(server, name, "--role", "admin")
         assert created.returncode == 0, created.stderr
         users = api.get("/users", params={"limit": 1000}).json()["items"]
         assert {"name": name, "role": "admin"}.items() <= next(u for u in users if u["name"] == name).items()
-        again = subprocess.run(
-            [sys.executable, "-m", "skylift.cli", "users", "create", name, "--password-stdin"],
-            input=PASSWORD + "\n",
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        again = users_create(server, name)
         assert again.returncode == 1
         assert "exists already" in again.stderr

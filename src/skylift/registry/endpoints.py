@@ -134,11 +134,20 @@ async def import_devices(
     row (`error.errors`: row, field, message). The answer carries each device's credentials, as
     `POST /devices` does."""
     product = await service.product_for_import(session, product_id, product_key)
-    rows = importing.parse(request.headers.get("content-type"), await request.body())
-    devices = await importing.import_devices(session, product.id, rows)
+    return await import_rows(
+        context, session, actor, product.id, request.headers.get("content-type"), await request.body()
+    )
+
+
+async def import_rows(
+    context: AppContext, session: AsyncSession, actor: Actor, product_id: int, content_type: str | None, body: bytes
+) -> ItemsOut[DeviceWithCredentials]:
+    """An import's rows (CSV or JSON, as `content_type` says) registered in the product, all or none."""
+    rows = importing.parse(content_type, body)
+    devices = await importing.import_devices(session, product_id, rows)
     for device in devices:
         _audit_created(session, actor, device, source="import")
-    after_commit(session, _wake(context, product.id))
+    after_commit(session, _wake(context, product_id))
     return ItemsOut(items=[service.device_with_credentials(d) for d in devices])
 
 
