@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,11 @@ LAUNCH_ARGS = [
     "--no-first-run",
     "--mute-audio",
 ]
+
+
+def real_clock_environment() -> dict[str, str]:
+    """This process's environment without libfaketime (which the shifted-date run preloads)."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
 
 
 def make_user(server: Server, role: str, name: str | None = None) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
 
-from console_kit import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, Console, watch
+from console_kit import CHROMIUM, LAUNCH_ARGS, TIMEOUT_MS, Console, real_clock_environment, watch
 from skylift_testkit import Server
 
 
@@ -23,13 +24,22 @@ def playwright() -> Iterator[Playwright]:
         if os.environ.get("CI"):
             pytest.fail("the console's browser tests need Debian's chromium (.ci/run installs it)")
         pytest.skip("no /usr/bin/chromium: apt-get install chromium to run the console's browser tests")
-    with sync_playwright() as running:
+    # The shifted-date run (.ci/run) preloads libfaketime into every process; Chromium (and Playwright's
+    # driver) hang under it. They run on the real clock: the server, whose clock matters, stays shifted,
+    # and cookies carry relative lifetimes (Max-Age), so the two clocks need not agree.
+    with patch.dict(os.environ, real_clock_environment(), clear=True):
+        running = sync_playwright().start()
+    try:
         yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS, timeout=TIMEOUT_MS * 2)
+    launched = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=LAUNCH_ARGS, timeout=TIMEOUT_MS * 2, env=real_clock_environment()
+    )
     yield launched
     launched.close()
 

@@ -254,3 +254,33 @@ class TestFormErrors:
         page.click("#new-package button[type=submit]")
         page.wait_for_selector('[data-field="version"] .error:has-text("is not a version")')
         console.shot("package-upload-error")
+
+
+class TestBulkImport:
+    def test_every_wrong_row_is_listed_then_all_are_created(
+        self, open_console: Any, server: Server, operator_api: httpx.Client
+    ) -> None:
+        fleet = Fleet.create(operator_api)
+        taken = fleet.device()
+        console: Console = open_console()
+        console.sign_in(make_user(server, "operator"))
+        console.open("/devices/import")
+        page = console.page
+        page.select_option("#f-product_id", str(fleet.product_id))
+        page.fill(
+            "#f-csv",
+            f"name,tags,gateway,address\ngw-1,site-a,,\n{taken['name']},,,\nbad name,,,\nsensor-1,beta,gw-9,S1\n",
+        )
+        page.click("form[action$='/devices/import'] button[type=submit]")
+        rows = page.eval_on_selector_all(
+            "#import-errors tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
+        )
+        assert [row[:2] for row in rows] == [["2", "name"], ["3", "name"], ["4", "gateway"]]
+        assert page.input_value("#f-csv").startswith("name,tags,gateway,address")  # to correct, not to retype
+        console.shot("device-import-errors")
+        assert operator_api.get("/devices", params={"product_id": fleet.product_id}).json()["total"] == 1
+        page.fill("#f-csv", "name,tags,gateway,address\ngw-1,site-a,,\nsensor-1,beta,gw-1,S1\n")
+        page.click("form[action$='/devices/import'] button[type=submit]")
+        page.wait_for_selector("#imported")
+        assert len(page.query_selector_all("#imported tbody tr")) == 2
+        assert operator_api.get("/devices", params={"product_id": fleet.product_id}).json()["total"] == 3

@@ -47,6 +47,17 @@ NOTICES = {
     "token_revoked": N_("The token is revoked."),
 }
 
+PAGE_HEADERS = {
+    # Pages carry what only a signed-in user may see (credentials, once): never kept by a cache.
+    "Cache-Control": "no-store",
+    # Only the console's own files; no other site may frame a page (clickjacking) or receive a form.
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
 templates = Environment(
     loader=PackageLoader("skylift.console", "templates"),
     autoescape=select_autoescape(default=True),
@@ -126,8 +137,7 @@ def render(request: Request, template: str, status: int = 200, **values: Any) ->
         url=url,
         **values,
     )
-    # Pages carry what only a signed-in user may see (credentials, once): never kept by a cache.
-    response = HTMLResponse(page, status_code=status, headers={"Cache-Control": "no-store"})
+    response = HTMLResponse(page, status_code=status, headers=PAGE_HEADERS)
     if notice or NOTICE_COOKIE in request.cookies:
         response.delete_cookie(NOTICE_COOKIE, path="/")
     auth.ensure_presession(request, response, secure_cookies(context))
