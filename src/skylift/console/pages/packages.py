@@ -111,6 +111,7 @@ async def _detail(
     catalog = web.catalog_of(request)
     found = await packages.read_package(package_id, context, session, user.actor)
     results = await campaigns.package_results(package_id, session, user.actor)
+    product = await registry.read_product(found.product_id, session, user.actor)
     its_campaigns = await campaigns.list_campaigns(session, user.actor, now, PageRequest(100), package_id=package_id)
     shown = charts.of_results(catalog, results)
     if found.verification is not None and found.verification.targeted:
@@ -122,6 +123,7 @@ async def _detail(
         "package.html",
         status=status,
         package=found,
+        product=product,
         results=results,
         charts=shown,
         campaigns=its_campaigns.items,
