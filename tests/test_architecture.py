@@ -11,17 +11,22 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "skylift"
 MAX_LINES = 500
 
 # Lower layers never import higher ones: data walks device → dialect → campaigns → database, and
-# campaigns → outbox → devices → broker. Top-level modules (app, cli, context, deps, models) assemble.
+# campaigns → outbox → devices → broker. Top-level modules (app, cli, context, deps, models) and the console
+# assemble.
 FORBIDDEN = {
-    "kit": {"db", "system", "registry", "packages", "campaigns", "devices", "broker"},
-    "db": {"system", "registry", "packages", "campaigns", "devices", "broker"},
-    "system": {"registry", "packages", "campaigns", "devices", "broker"},
-    "registry": {"packages", "campaigns", "devices", "broker"},
-    "packages": {"campaigns", "devices", "broker"},
-    "campaigns": {"devices", "broker"},
-    "devices": {"broker"},
+    "kit": {"db", "system", "registry", "packages", "campaigns", "devices", "broker", "console"},
+    "db": {"system", "registry", "packages", "campaigns", "devices", "broker", "console"},
+    "system": {"registry", "packages", "campaigns", "devices", "broker", "console"},
+    "registry": {"packages", "campaigns", "devices", "broker", "console"},
+    "packages": {"campaigns", "devices", "broker", "console"},
+    "campaigns": {"devices", "broker", "console"},
+    "devices": {"broker", "console"},
+    "broker": {"console"},
     # Simulated devices know Skylift only through the wire, as devices in the field do.
-    "simulator": {"db", "system", "registry", "packages", "campaigns", "devices", "broker"},
+    "simulator": {"db", "system", "registry", "packages", "campaigns", "devices", "broker", "console"},
+    # The console sits at the assembly level beside the API's endpoints: it calls the same services and
+    # endpoint functions, and reaches devices only through them (never the device protocol or the broker).
+    "console": {"devices", "broker", "simulator"},
 }
 # Alembic's environment script loads the model registry at the top; it is not a module of db/.
 EXEMPT = {PACKAGE / "db" / "migrations" / "env.py"}

@@ -28,10 +28,11 @@ from skylift.campaigns.endpoints import package_results_router
 from skylift.campaigns.endpoints import router as campaigns_router
 from skylift.campaigns.engine import RolloutEngine
 from skylift.config import Settings, credentials_keyring, load_or_create_secret
+from skylift.console.mount import install_console
 from skylift.context import AppContext
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database, is_busy
-from skylift.deps import ADMIN_REFUSAL, is_admin_token
+from skylift.deps import ADMIN_REFUSAL, PRINCIPAL, authenticate
 from skylift.devices import service as device_service
 from skylift.devices.downloads import router as downloads_router
 from skylift.devices.http_api import router as device_api_router
@@ -51,6 +52,7 @@ from skylift.registry.endpoints import router as registry_router
 from skylift.registry.service import check_credentials_key, reseal_credentials
 from skylift.system.endpoints import audit_router
 from skylift.system.endpoints import router as settings_router
+from skylift.system.user_endpoints import router as users_router
 
 log = logging.getLogger("skylift")
 
@@ -246,14 +248,15 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     app.add_middleware(
         RequestGuard,
         protected_prefix="/api/",
-        accepts=lambda token: is_admin_token(context, token),
+        authenticate=lambda token: authenticate(context, token),
+        principal_key=PRINCIPAL,
         max_body_bytes=settings.max_json_body_bytes,
         refusal=ADMIN_REFUSAL,
     )
 
     api = APIRouter(
         prefix="/api/v1",
-        responses=error_responses(401, 404, 409, 422),
+        responses=error_responses(401, 403, 404, 409, 422),
         # A misspelt filter must not answer the whole list as if it had filtered.
         dependencies=[Depends(reject_unknown_query)],
     )
@@ -265,6 +268,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         deletions_router,
         settings_router,
         audit_router,
+        users_router,
     )
     for router in routers:
         api.include_router(router)
@@ -284,4 +288,5 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     async def metrics() -> PlainTextResponse:
         return PlainTextResponse(generate_latest().decode(), media_type=CONTENT_TYPE_LATEST)
 
+    install_console(app, context)
     return app

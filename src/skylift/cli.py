@@ -8,7 +8,7 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from skylift import admin_cli, startup
+from skylift import admin_cli, startup, users_cli
 from skylift.simulator.cli import register as register_simulator
 
 app = typer.Typer(help="Skylift: over-the-air firmware updates for IoT fleets.", no_args_is_help=True)
@@ -65,6 +65,7 @@ def version() -> None:
 
 
 app.add_typer(admin_cli.devices, name="devices")
+users_cli.register(app)  # skylift users create
 
 if __name__ == "__main__":
     app()

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     storage_sweep_min_age_seconds: int = Field(
         default=3600, ge=0, description="At start, unfinished uploads this old are swept"
     )
+    console_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 365, description="A console session ends after this many hours without use"
+    )
     log_level: str = Field(default="INFO", description="Log level")
     # Serve HTTPS on the HTTP port with this certificate (PEM, chain included) and key.
     tls_cert_file: FilePath | None = Field(default=None, description="Serve HTTPS with this PEM certificate (chain)")

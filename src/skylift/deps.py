@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -12,10 +11,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.context import AppContext
-from skylift.kit.errors import Unauthorized
+from skylift.kit.errors import Forbidden, Unauthorized
+from skylift.system import access
+from skylift.system.access import Principal
 from skylift.system.audit import Actor
+from skylift.system.users import Role, role_allows
 
-_bearer = HTTPBearer(auto_error=False, description="The admin token")
+_bearer = HTTPBearer(auto_error=False, description="The bootstrap admin token, or a user's API token")
 
 
 def get_context(request: Request) -> AppContext:
@@ -36,26 +38,51 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-ADMIN_REFUSAL = "a valid admin token is required (Authorization: Bearer <token>)"
+ADMIN_REFUSAL = "a valid token is required (Authorization: Bearer <token>)"
+# Where the request guard leaves who presented the bearer token (kit.guards answers 401 without one).
+PRINCIPAL = "skylift.principal"
 
 
-def is_admin_token(context: AppContext, presented: bytes | None) -> bool:
-    """Constant-time check of a bearer token as it arrived (raw header bytes, any characters)."""
-    return presented is not None and hmac.compare_digest(presented, context.admin_token.encode())
+async def authenticate(context: AppContext, presented: bytes | None) -> Principal | None:
+    """Who a bearer token (raw header bytes) belongs to: the bootstrap admin token, or a user's API token."""
+    if presented is None:
+        return None
+    if access.is_bootstrap_token(context.admin_token, presented):
+        return Principal(name=access.BOOTSTRAP_NAME, role="admin")
+    try:
+        text = presented.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith(access.TOKEN_PREFIX):
+        return None
+    async with context.database.transaction() as session:
+        found = await access.token_user(session, text, context.clock.now())
+    return None if found is None else access.principal_of(found[0])
 
 
-def require_admin(
-    context: ContextDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Actor:
-    # Header values reach us decoded as Latin-1; encoding back gives the bytes that were sent.
-    presented = None if credentials is None else credentials.credentials.encode("latin-1")
-    if not is_admin_token(context, presented):
-        raise Unauthorized(ADMIN_REFUSAL)
-    # The time the request is handled at, read once here: audit entries are stamped with it.
-    return Actor(name="admin", at=context.clock.now())
+def _require(needed: Role) -> Callable[..., Actor]:
+    def dependency(
+        request: Request,
+        context: ContextDep,
+        # Declares the bearer scheme in the OpenAPI description; the guard has checked the token already.
+        _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Actor:
+        principal = request.scope.get(PRINCIPAL)
+        if not isinstance(principal, Principal):
+            raise Unauthorized(ADMIN_REFUSAL)
+        if not role_allows(principal.role, needed):
+            raise Forbidden(f"this needs the {needed} role; {principal.name} is {principal.role}")
+        # The time the request is handled at, read once here: audit entries are stamped with it.
+        return Actor(name=principal.name, at=context.clock.now(), role=principal.role, user_id=principal.user_id)
+
+    return dependency
 
 
-AdminDep = Annotated[Actor, Depends(require_admin)]
+# Reads: every role. Changes to products, modules, devices, packages and campaigns: operators and admins.
+# Users, run-time settings and device credentials: admins.
+ViewerDep = Annotated[Actor, Depends(_require("viewer"))]
+OperatorDep = Annotated[Actor, Depends(_require("operator"))]
+AdminDep = Annotated[Actor, Depends(_require("admin"))]
 
 
 def get_now(context: ContextDep) -> datetime:

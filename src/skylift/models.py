@@ -5,9 +5,10 @@ from skylift.db.base import Base
 from skylift.devices.models import InboxMessage
 from skylift.packages.models import Package, PackageFile
 from skylift.registry.models import Device, DeviceVersion, Module, Product
-from skylift.system.models import AuditEvent, SystemParameter
+from skylift.system.models import ApiToken, AuditEvent, SystemParameter, User, UserSession
 
 __all__ = [
+    "ApiToken",
     "AuditEvent",
     "Base",
     "Campaign",
@@ -20,4 +21,6 @@ __all__ = [
     "PackageFile",
     "Product",
     "SystemParameter",
+    "User",
+    "UserSession",
 ]

@@ -234,22 +234,50 @@ async def device_rows(
     if failure_reason is not None:
         query = query.where(CampaignDevice.failure_reason == failure_reason)
     attempts, total = await fetch_page(session, query, page, selectinload(CampaignDevice.device))
-    rows = [
-        CampaignDeviceOut(
-            device_id=a.device_id,
-            device_name=a.device.name,
-            module=a.module,
-            target_version=a.target_version,
-            state=a.state,
-            group=a.group_index,
-            progress=a.progress,
-            step_desc=a.step_desc,
-            failure_reason=a.failure_reason,
-            attempts=a.attempts,
-            notified_at=a.notified_at,
-            finished_at=a.finished_at,
-            updated_at=a.updated_at,
-        )
-        for a in attempts
-    ]
+    rows = [_attempt_out(a) for a in attempts]
     return rows, total
+
+
+def _attempt_out(a: CampaignDevice) -> CampaignDeviceOut:
+    return CampaignDeviceOut(
+        device_id=a.device_id,
+        device_name=a.device.name,
+        module=a.module,
+        target_version=a.target_version,
+        state=a.state,
+        group=a.group_index,
+        progress=a.progress,
+        step_desc=a.step_desc,
+        failure_reason=a.failure_reason,
+        attempts=a.attempts,
+        notified_at=a.notified_at,
+        finished_at=a.finished_at,
+        updated_at=a.updated_at,
+    )
+
+
+@dataclass(frozen=True)
+class AttemptSeen:
+    """One device's attempt in one campaign, as lists of attempts across campaigns show it."""
+
+    campaign_id: int
+    campaign_name: str
+    attempt: CampaignDeviceOut
+
+
+async def attempts_across(
+    session: AsyncSession, limit: int, device_id: int | None = None, failed_only: bool = False
+) -> list[AttemptSeen]:
+    """Attempts of every campaign, the latest first: a device's upgrade history, or the recent failures."""
+    query = (
+        select(CampaignDevice, Campaign.name)
+        .join(Campaign, Campaign.id == CampaignDevice.campaign_id)
+        .order_by(CampaignDevice.updated_at.desc(), CampaignDevice.id.desc())
+        .limit(limit)
+        .options(selectinload(CampaignDevice.device))
+    )
+    if device_id is not None:
+        query = query.where(CampaignDevice.device_id == device_id)
+    if failed_only:
+        query = query.where(CampaignDevice.state == DeviceState.FAILED)
+    return [AttemptSeen(a.campaign_id, name, _attempt_out(a)) for a, name in (await session.execute(query)).tuples()]

@@ -7,7 +7,7 @@ first body byte is read, and ends any body that grows past the limit with 413.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException
@@ -56,20 +56,24 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class RequestGuard:
-    """Refuses requests to `protected_prefix` whose bearer token `accepts` rejects, unread; caps bodies."""
+    """Refuses requests to `protected_prefix` whose bearer token `authenticate` rejects, unread; caps bodies.
+
+    Whom `authenticate` finds for the token is left in the request's scope under `principal_key`."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         protected_prefix: str,
-        accepts: Callable[[bytes | None], bool],
+        authenticate: Callable[[bytes | None], Awaitable[object | None]],
+        principal_key: str,
         max_body_bytes: int,
         refusal: str,
     ) -> None:
         self.app = app
         self.protected_prefix = protected_prefix
-        self.accepts = accepts
+        self.authenticate = authenticate
+        self.principal_key = principal_key
         self.max_body_bytes = max_body_bytes
         self.refusal = refusal
 
@@ -77,11 +81,14 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if str(scope.get("path", "")).startswith(self.protected_prefix) and not self.accepts(bearer_token(scope)):
-            # The body is never read: the server discards what the client still sends.
-            refusal = JSONResponse(Unauthorized(self.refusal).as_body(), 401, {"WWW-Authenticate": "Bearer"})
-            await refusal(scope, receive, send)
-            return
+        if str(scope.get("path", "")).startswith(self.protected_prefix):
+            principal = await self.authenticate(bearer_token(scope))
+            if principal is None:
+                # The body is never read: the server discards what the client still sends.
+                refusal = JSONResponse(Unauthorized(self.refusal).as_body(), 401, {"WWW-Authenticate": "Bearer"})
+                await refusal(scope, receive, send)
+                return
+            scope[self.principal_key] = principal
         limit = _BodyLimit(self.max_body_bytes)
         scope[_LIMIT_KEY] = limit
         declared = _content_length(scope)

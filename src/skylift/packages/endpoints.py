@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from skylift.context import AppContext
-from skylift.deps import AdminDep, ContextDep, NowDep, SessionDep
+from skylift.deps import ContextDep, NowDep, OperatorDep, SessionDep, ViewerDep
 from skylift.kit.errors import BadRequest, NotFound, error_responses
 from skylift.kit.guards import lift_body_limit
 from skylift.kit.ids import ID_LIMIT, Id
@@ -63,7 +63,7 @@ _UPLOAD_SCHEMA: dict[str, Any] = {
     openapi_extra=_UPLOAD_SCHEMA,
     responses=error_responses(400, 413),
 )
-async def create_package(request: Request, context: ContextDep, session: SessionDep, actor: AdminDep) -> PackageOut:
+async def create_package(request: Request, context: ContextDep, session: SessionDep, actor: OperatorDep) -> PackageOut:
     """Upload a package; files are streamed to storage and hashed on the way (MD5 and SHA256).
 
     File names may be in any language (raw UTF-8 or RFC 5987 `filename*=`); they are kept as sent."""
@@ -109,7 +109,7 @@ async def _out(context: AppContext, session: AsyncSession, package: Package) -> 
 async def list_packages(
     context: ContextDep,
     session: SessionDep,
-    _: AdminDep,
+    _: ViewerDep,
     page: PageDep,
     product_id: Id | None = None,
     module: Annotated[str | None, Query(max_length=64, description="Module name or alias")] = None,
@@ -124,13 +124,13 @@ async def list_packages(
 
 
 @router.get("/{package_id}", response_model=PackageOut)
-async def read_package(package_id: Id, context: ContextDep, session: SessionDep, _: AdminDep) -> PackageOut:
+async def read_package(package_id: Id, context: ContextDep, session: SessionDep, _: ViewerDep) -> PackageOut:
     return await _out(context, session, await service.get_package(session, package_id, field="id"))
 
 
 @router.patch("/{package_id}", response_model=PackageOut)
 async def patch_package(
-    package_id: Id, body: PackagePatch, context: ContextDep, session: SessionDep, actor: AdminDep, now: NowDep
+    package_id: Id, body: PackagePatch, context: ContextDep, session: SessionDep, actor: OperatorDep, now: NowDep
 ) -> PackageOut:
     """Change the description, or enable / disable the package: disabling stops its rollout at once
     (its running campaigns pause, no notice goes out, its download URLs answer 410)."""
@@ -148,7 +148,7 @@ async def file_download_url(
     body: DownloadUrlRequest,
     context: ContextDep,
     session: SessionDep,
-    _: AdminDep,
+    _: OperatorDep,
     now: NowDep,
 ) -> DownloadUrlOut:
     """A signed, expiring download URL for one file, for an operator or a manual test."""

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.context import AppContext
 from skylift.db.session import AfterCommit, after_commit
-from skylift.deps import AdminDep, ContextDep, SessionDep
+from skylift.deps import AdminDep, ContextDep, OperatorDep, SessionDep, ViewerDep
 from skylift.kit.errors import error_responses
 from skylift.kit.ids import Id
 from skylift.kit.pagination import PageDep
@@ -37,25 +37,25 @@ router = APIRouter(tags=["registry"])
 
 
 @router.post("/products", status_code=201, response_model=ProductOut)
-async def create_product(body: ProductCreate, session: SessionDep, actor: AdminDep) -> ProductOut:
+async def create_product(body: ProductCreate, session: SessionDep, actor: OperatorDep) -> ProductOut:
     product = await service.create_product(session, body)
     audit.record(session, actor, "product.create", "product", product.id, **body.model_dump())
     return ProductOut.model_validate(product)
 
 
 @router.get("/products", response_model=Page[ProductOut])
-async def list_products(session: SessionDep, _: AdminDep, page: PageDep) -> Page[ProductOut]:
+async def list_products(session: SessionDep, _: ViewerDep, page: PageDep) -> Page[ProductOut]:
     products, total = await listing.list_products(session, page)
     return page.answer([ProductOut.model_validate(p) for p in products], total)
 
 
 @router.get("/products/{product_id}", response_model=ProductOut)
-async def read_product(product_id: Id, session: SessionDep, _: AdminDep) -> ProductOut:
+async def read_product(product_id: Id, session: SessionDep, _: ViewerDep) -> ProductOut:
     return ProductOut.model_validate(await service.get_product(session, product_id, field="id"))
 
 
 @router.patch("/products/{product_id}", response_model=ProductOut)
-async def update_product(product_id: Id, body: ProductPatch, session: SessionDep, actor: AdminDep) -> ProductOut:
+async def update_product(product_id: Id, body: ProductPatch, session: SessionDep, actor: OperatorDep) -> ProductOut:
     """Change a product's description, notice style or "latest for everyone" (auto_upgrade_latest)."""
     product = await service.update_product(session, product_id, body)
     audit.record(session, actor, "product.update", "product", product_id, **body.model_dump(exclude_none=True))
@@ -64,7 +64,7 @@ async def update_product(product_id: Id, body: ProductPatch, session: SessionDep
 
 @router.get("/products/{product_id}/versions", response_model=VersionDistribution)
 async def product_versions(
-    product_id: Id, session: SessionDep, _: AdminDep, module: str = "default"
+    product_id: Id, session: SessionDep, _: ViewerDep, module: str = "default"
 ) -> VersionDistribution:
     """How many devices report each version of the module (named by its name or its alias)."""
     name, versions = await service.version_distribution(session, product_id, module)
@@ -72,14 +72,14 @@ async def product_versions(
 
 
 @router.post("/modules", status_code=201, response_model=ModuleOut)
-async def create_module(body: ModuleCreate, session: SessionDep, actor: AdminDep) -> ModuleOut:
+async def create_module(body: ModuleCreate, session: SessionDep, actor: OperatorDep) -> ModuleOut:
     module = await service.create_module(session, body)
     audit.record(session, actor, "module.create", "module", module.id, **body.model_dump())
     return ModuleOut.model_validate(module)
 
 
 @router.patch("/modules/{module_id}", response_model=ModuleOut)
-async def update_module(module_id: Id, body: ModulePatch, session: SessionDep, actor: AdminDep) -> ModuleOut:
+async def update_module(module_id: Id, body: ModulePatch, session: SessionDep, actor: OperatorDep) -> ModuleOut:
     """Change a module's alias, description or version property (the default module's too)."""
     module = await service.update_module(session, module_id, body)
     audit.record(session, actor, "module.update", "module", module_id, **body.model_dump(exclude_none=True))
@@ -88,7 +88,7 @@ async def update_module(module_id: Id, body: ModulePatch, session: SessionDep, a
 
 @router.post("/devices", status_code=201, response_model=DeviceWithCredentials)
 async def create_device(
-    body: DeviceCreate, context: ContextDep, session: SessionDep, actor: AdminDep
+    body: DeviceCreate, context: ContextDep, session: SessionDep, actor: OperatorDep
 ) -> DeviceWithCredentials:
     """Register a device; the answer carries its credentials (later only through `.../credentials`)."""
     device = await service.create_device(session, body)
@@ -124,7 +124,7 @@ async def import_devices(
     request: Request,
     context: ContextDep,
     session: SessionDep,
-    actor: AdminDep,
+    actor: OperatorDep,
     product_id: Id | None = None,
     product_key: Annotated[str | None, Query(max_length=32)] = None,
 ) -> ItemsOut[DeviceWithCredentials]:
@@ -134,11 +134,20 @@ async def import_devices(
     row (`error.errors`: row, field, message). The answer carries each device's credentials, as
     `POST /devices` does."""
     product = await service.product_for_import(session, product_id, product_key)
-    rows = importing.parse(request.headers.get("content-type"), await request.body())
-    devices = await importing.import_devices(session, product.id, rows)
+    return await import_rows(
+        context, session, actor, product.id, request.headers.get("content-type"), await request.body()
+    )
+
+
+async def import_rows(
+    context: AppContext, session: AsyncSession, actor: Actor, product_id: int, content_type: str | None, body: bytes
+) -> ItemsOut[DeviceWithCredentials]:
+    """An import's rows (CSV or JSON, as `content_type` says) registered in the product, all or none."""
+    rows = importing.parse(content_type, body)
+    devices = await importing.import_devices(session, product_id, rows)
     for device in devices:
         _audit_created(session, actor, device, source="import")
-    after_commit(session, _wake(context, product.id))
+    after_commit(session, _wake(context, product_id))
     return ItemsOut(items=[service.device_with_credentials(d) for d in devices])
 
 
@@ -166,7 +175,7 @@ def _wake(context: AppContext, product_id: int) -> AfterCommit:
 
 @router.patch("/devices/{device_id}", response_model=DeviceOut)
 async def update_device(
-    device_id: Id, body: DevicePatch, context: ContextDep, session: SessionDep, actor: AdminDep
+    device_id: Id, body: DevicePatch, context: ContextDep, session: SessionDep, actor: OperatorDep
 ) -> DeviceOut:
     """Change a device's tags (campaigns can target tags), or disable or enable it."""
     device = await service.update_device(session, device_id, body)
@@ -206,7 +215,7 @@ def _disconnect(context: AppContext, device_id: Id) -> AfterCommit:
 @router.get("/devices", response_model=Page[DeviceOut])
 async def list_devices(
     session: SessionDep,
-    _: AdminDep,
+    _: ViewerDep,
     page: PageDep,
     product_id: Id | None = None,
     q: Annotated[str | None, Query(max_length=64, description="Prefix of the name or address (any case)")] = None,
@@ -230,5 +239,5 @@ async def list_devices(
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
-async def read_device(device_id: Id, session: SessionDep, _: AdminDep) -> DeviceOut:
+async def read_device(device_id: Id, session: SessionDep, _: ViewerDep) -> DeviceOut:
     return service.device_out(await service.get_device(session, device_id))

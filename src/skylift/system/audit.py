@@ -15,10 +15,12 @@ from skylift.system.models import AuditEvent
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts, and when the request they act through is handled."""
+    """Who acts (a user, or the bootstrap admin token), with which role, and when the request is handled."""
 
     name: str
     at: datetime
+    role: str
+    user_id: int | None = None
 
 
 def record(
