@@ -71,7 +71,8 @@ class Server:
         return "\n".join(text.splitlines()[-lines:]) or "(server log is empty)"
 
 
-def start_server(root: Path) -> Server:
+def start_server(root: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """`skylift serve` on free loopback ports with a fresh data dir under `root` (plus `extra_env` settings)."""
     http_port, mqtt_port = free_ports(2)
     token = secrets.token_hex(20)  # 40 characters
     # Drop inherited SKYLIFT_* settings (database URL, public URL...) so the run is self-contained.
@@ -85,6 +86,7 @@ def start_server(root: Path) -> Server:
         SKYLIFT_ADMIN_TOKEN=token,
         SKYLIFT_LOG_LEVEL="WARNING",
     )
+    env.update(extra_env or {})
     log_path = root / "server.log"
     with log_path.open("wb") as log:
         # The child keeps its own copy of the descriptor; a file (not a pipe) can never fill up and block it.
