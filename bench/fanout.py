@@ -99,6 +99,7 @@ def skylift_rollout(root: Path, devices: int, timeout: float) -> Rollout:
             wait_until("every version report applied", timeout, lambda: metrics_of(server, APPLIED) >= devices, 0.2)
             pid = server.process.pid
             cpu_before = cpu_seconds(pid)
+            print(f"  skylift (pid {pid}): {devices} devices connected; starting the campaign", flush=True)
             started = time.perf_counter()
             body = {"name": "fanout bench", "package_id": package_id}
             campaign = check(api.post("/campaigns", json=body), 201, "POST /campaigns").json()

@@ -140,6 +140,7 @@ class Device(Peer):
     inform: bool = False  # report version 1.0.0 once subscribed (settled on its PUBACK)
     on_notice: str | None = None  # answer a notice with this step (token devices succeed at "100")
     topic_filter: str | None = None  # subscribed to this instead of its upgrade topic
+    subscribe_qos: int = 1
     inflight: int = 20  # QoS 1 messages in flight (paho's default); a sender that stands for a server sets more
     ready_at: float = 0.0
     notices: int = 0
@@ -162,7 +163,7 @@ class Devices(Swarm[Device]):
         return client
 
     def on_connect(self, client: mqtt.Client, peer: Device) -> None:
-        client.subscribe(peer.topic_filter or peer.upgrade_topic, qos=1)
+        client.subscribe(peer.topic_filter or peer.upgrade_topic, qos=peer.subscribe_qos)
 
     def on_subscribe(self, client: mqtt.Client, peer: Device) -> None:
         if peer.inform:
