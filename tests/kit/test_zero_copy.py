@@ -15,15 +15,10 @@ import pytest
 import uvicorn
 
 from skylift.kit.zero_copy import EXTENSION, ZeroCopyH11Protocol, send_file_range
+from skylift_testkit import free_port
 
 SIZE = 3_000_000
 DATA = os.urandom(SIZE)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def make_app(path: Path) -> Any:
