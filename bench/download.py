@@ -18,25 +18,22 @@ import contextlib
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from fleetkit import print_table, ratio
+from fleetkit import print_table, ratio, skylift_in_tempdir
 from upload_download import (
     MIB,
     BenchError,
     MultipartBody,
     Payload,
+    Server,
     allow_file_size,
     check,
     free_ports,
-    start_server,
-    stop_server,
-    wait_healthy,
 )
 
 NGINX_CONF = """
@@ -131,53 +128,51 @@ def upload(api: httpx.Client, size: int) -> tuple[int, int]:
     return int(package["id"]), int(package["files"][0]["id"])
 
 
+def measure(server: Server, size_mb: int, many: int, repeat: int) -> list[tuple[str, str]]:
+    """Upload the file, start nginx on the server's copy of it, and time each case against it."""
+    size = size_mb * MIB
+    headers = {"Authorization": f"Bearer {server.token}"}
+    with httpx.Client(base_url=f"{server.base_url}/api/v1", headers=headers, timeout=600) as api:
+        package_id, file_id = upload(api, size)
+        url_path = f"/packages/{package_id}/files/{file_id}/url"
+        skylift_url = check(api.post(url_path, json={"ttl_seconds": 7200}), 200, "POST url").json()["url"]
+    root = server.log_path.parent
+    files = root / "data" / "files"
+    stored = max((p for p in files.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    (root / "nginx").mkdir()
+    rows = []
+    with running_nginx(root / "nginx", files) as nginx:
+        nginx_url = f"{nginx}/{stored.relative_to(files)}"
+        for clients in (1, many):
+            for name, first_byte in (("full", 0), ("ranged", size // 2)):
+                ours, theirs = [], []
+                for _ in range(repeat):
+                    ours.append(fetch([skylift_url] * clients, first_byte, size))
+                    theirs.append(fetch([nginx_url] * clients, first_byte, size))
+                best, reference = max(ours), max(theirs)
+                line = (
+                    f"skylift {best:7.0f} MiB/s  | nginx {reference:7.0f} MiB/s  | ratio {ratio(best, reference)}"
+                    f"  (runs: {', '.join(f'{r:.0f}' for r in ours)} / {', '.join(f'{r:.0f}' for r in theirs)})"
+                )
+                rows.append((f"{clients} client{'s' if clients > 1 else ''}, {name}", line))
+                print(f"  {rows[-1][0]}: {line}", flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients of the second case")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each case (the best counts)")
     args = parser.parse_args()
-    size = args.size_mb * MIB
-    root = Path(tempfile.mkdtemp(prefix="skylift-download-"))
-    server = None
     try:
-        server = start_server(root)
-        wait_healthy(server)
-        headers = {"Authorization": f"Bearer {server.token}"}
-        with httpx.Client(base_url=f"{server.base_url}/api/v1", headers=headers, timeout=600) as api:
-            package_id, file_id = upload(api, size)
-            url_path = f"/packages/{package_id}/files/{file_id}/url"
-            skylift_url = check(api.post(url_path, json={"ttl_seconds": 7200}), 200, "POST url").json()["url"]
-        files = root / "data" / "files"
-        stored = max((p for p in files.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-        (root / "nginx").mkdir()
-        with running_nginx(root / "nginx", files) as nginx:
-            nginx_url = f"{nginx}/{stored.relative_to(files)}"
-            rows = []
-            for clients in (1, args.clients):
-                for name, first_byte in (("full", 0), ("ranged", size // 2)):
-                    ours, theirs = [], []
-                    for _ in range(args.repeat):
-                        ours.append(fetch([skylift_url] * clients, first_byte, size))
-                        theirs.append(fetch([nginx_url] * clients, first_byte, size))
-                    best, reference = max(ours), max(theirs)
-                    line = (
-                        f"skylift {best:7.0f} MiB/s  | nginx {reference:7.0f} MiB/s  | ratio {ratio(best, reference)}"
-                        f"  (runs: {', '.join(f'{r:.0f}' for r in ours)} / {', '.join(f'{r:.0f}' for r in theirs)})"
-                    )
-                    rows.append((f"{clients} client{'s' if clients > 1 else ''}, {name}", line))
-                    print(f"  {rows[-1][0]}: {line}", flush=True)
-        print_table(f"downloads of a {args.size_mb} MiB file (aggregate MiB/s, best of {args.repeat})", rows)
-        return 0
+        with skylift_in_tempdir("skylift-download-") as server:
+            rows = measure(server, args.size_mb, args.clients, args.repeat)
     except (BenchError, httpx.HTTPError, OSError) as exc:
         print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if server is not None:
-            print(server.log_tail(), file=sys.stderr)
         return 1
-    finally:
-        if server is not None:
-            stop_server(server)
-        shutil.rmtree(root, ignore_errors=True)
+    print_table(f"downloads of a {args.size_mb} MiB file (aggregate MiB/s, best of {args.repeat})", rows)
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ and the ratio of the notice rate to the bare relay's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -33,6 +32,7 @@ from fleetkit import (
     api_client,
     bare_amqtt,
     cpu_seconds,
+    fleet_parser,
     metrics_of,
     parse_fleets,
     print_table,
@@ -121,10 +121,7 @@ def skylift_rollout(root: Path, devices: int, timeout: float) -> Rollout:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fleets", default="1000,10000", help="fleet sizes (comma-separated)")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds each wait may take")
-    parser.add_argument("--skip-reference", action="store_true", help="do not measure the bare amqtt broker")
+    parser = fleet_parser(__doc__, "1000,10000", "fleet sizes (comma-separated)")
     args = parser.parse_args()
     raise_open_files()
     rows = []

@@ -7,12 +7,15 @@ printed next to a reference measured in the same run (a bare broker, nginx, a ha
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -74,6 +77,31 @@ def metric_sum(text: str, name: str) -> float:
         if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def fleet_parser(doc: str | None, fleets: str, fleets_help: str) -> argparse.ArgumentParser:
+    """The options the fleet benchmarks share: the fleets, a time limit per wait, and leaving the reference out."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fleets", default=fleets, help=fleets_help)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds each wait may take")
+    parser.add_argument("--skip-reference", action="store_true", help="do not measure the bare amqtt broker")
+    return parser
+
+
+@contextlib.contextmanager
+def skylift_in_tempdir(prefix: str) -> Iterator[Server]:
+    """A server in a throwaway folder; on a failure inside, its log tail is printed; both go away after."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    server = start_server(root)
+    try:
+        wait_healthy(server)
+        yield server
+    except Exception:
+        print(f"--- server log tail ---\n{server.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        stop_server(server)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ campaign shows every device succeeded: every message is committed state by then.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -33,6 +32,7 @@ from fleetkit import (
     api_client,
     bare_amqtt,
     cpu_seconds,
+    fleet_parser,
     metrics_of,
     print_table,
     raise_open_files,
@@ -139,10 +139,7 @@ def parse_fleets(text: str) -> list[tuple[int, int]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fleets", default="1000:20,10000:5", help="DEVICES:MESSAGES per device, comma-separated")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds each wait may take")
-    parser.add_argument("--skip-reference", action="store_true", help="do not measure the bare amqtt broker")
+    parser = fleet_parser(__doc__, "1000:20,10000:5", "DEVICES:MESSAGES per device, comma-separated")
     args = parser.parse_args()
     raise_open_files()
     rows = []

@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-from fleetkit import print_table, ratio
+from fleetkit import print_table, ratio, skylift_in_tempdir
 from upload_download import (
     CHUNK,
     MIB,
@@ -31,12 +28,10 @@ from upload_download import (
     MultipartBody,
     Payload,
     RssSampler,
+    Server,
     allow_file_size,
     check,
     proc_status_kib,
-    start_server,
-    stop_server,
-    wait_healthy,
 )
 
 
@@ -71,49 +66,41 @@ def upload_once(api: httpx.Client, product_id: int, pid: int, size: int, version
     return size / MIB / seconds, rss.max_kib - baseline
 
 
+def measure(server: Server, size_mb: int, repeat: int) -> list[tuple[str, str]]:
+    size = size_mb * MIB
+    headers = {"Authorization": f"Bearer {server.token}"}
+    runs = []
+    references = []
+    with httpx.Client(base_url=f"{server.base_url}/api/v1", headers=headers, timeout=900) as api:
+        allow_file_size(api, size)
+        product = check(api.post("/products", json={"name": "upload bench"}), 201, "POST /products").json()
+        for attempt in range(repeat):
+            references.append(hash_rate(size))
+            runs.append(upload_once(api, int(product["id"]), server.process.pid, size, f"1.0.{attempt}"))
+            print(f"  run {attempt + 1}: {runs[-1][0]:.0f} MiB/s, RSS +{runs[-1][1] / 1024:.1f} MiB", flush=True)
+    best = max(rate for rate, _ in runs)
+    growth = max(grown for _, grown in runs) / 1024
+    reference = max(references)
+    return [
+        ("upload", f"{best:7.0f} MiB/s (best of {repeat}: {', '.join(f'{r:.0f}' for r, _ in runs)})"),
+        ("MD5 + SHA-256 on one thread", f"{reference:7.0f} MiB/s  | ratio upload / hashing {ratio(best, reference)}"),
+        ("server RSS growth (largest)", f"{growth:7.1f} MiB for {size_mb} MiB ({growth / size_mb:.2%})"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    size = args.size_mb * MIB
-    root = Path(tempfile.mkdtemp(prefix="skylift-upload-"))
-    server = None
     try:
-        server = start_server(root)
-        wait_healthy(server)
-        headers = {"Authorization": f"Bearer {server.token}"}
-        runs = []
-        references = []
-        with httpx.Client(base_url=f"{server.base_url}/api/v1", headers=headers, timeout=900) as api:
-            allow_file_size(api, size)
-            product = check(api.post("/products", json={"name": "upload bench"}), 201, "POST /products").json()
-            for attempt in range(args.repeat):
-                references.append(hash_rate(size))
-                runs.append(upload_once(api, int(product["id"]), server.process.pid, size, f"1.0.{attempt}"))
-                print(f"  run {attempt + 1}: {runs[-1][0]:.0f} MiB/s, RSS +{runs[-1][1] / 1024:.1f} MiB", flush=True)
-        best = max(rate for rate, _ in runs)
-        growth = max(grown for _, grown in runs) / 1024
-        reference = max(references)
-        rows = [
-            ("upload", f"{best:7.0f} MiB/s (best of {args.repeat}: {', '.join(f'{r:.0f}' for r, _ in runs)})"),
-            (
-                "MD5 + SHA-256 on one thread",
-                f"{reference:7.0f} MiB/s  | ratio upload / hashing {ratio(best, reference)}",
-            ),
-            ("server RSS growth (largest)", f"{growth:7.1f} MiB for {args.size_mb} MiB ({growth / args.size_mb:.2%})"),
-        ]
-        print_table(f"upload of a {args.size_mb} MiB file", rows)
-        return 0
+        with skylift_in_tempdir("skylift-upload-") as server:
+            rows = measure(server, args.size_mb, args.repeat)
     except (BenchError, httpx.HTTPError, OSError) as exc:
         print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if server is not None:
-            print(server.log_tail(), file=sys.stderr)
         return 1
-    finally:
-        if server is not None:
-            stop_server(server)
-        shutil.rmtree(root, ignore_errors=True)
+    print_table(f"upload of a {args.size_mb} MiB file", rows)
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -43,12 +44,23 @@ class BenchError(RuntimeError):
 # ---------------------------------------------------------------- server process
 
 
+# Below Linux's ephemeral range (32768-60999), where the fleet's thousands of client sockets get theirs:
+# a port the kernel hands out for bind(0) can be taken by one of them before the server binds it.
+SERVER_PORTS = (20000, 32767)
+
+
 def free_ports(count: int) -> list[int]:
-    # Hold every socket until all are bound so the kernel cannot hand out the same port twice.
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    # Hold every socket until all are bound so that no port is handed out twice.
+    sockets: list[socket.socket] = []
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
+        while len(sockets) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(("127.0.0.1", random.randint(*SERVER_PORTS)))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
