@@ -24,7 +24,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from upload_download import BenchError
 
-KEEPALIVE_S = 60
+# No keep-alive: a ping sent a second late by a busy bench thread would have the broker drop the client.
+KEEPALIVE_S = 0
 CONNECT_WINDOW = 32  # per swarm: connections still waiting to settle (CONNACK, SUBACK, first PUBACK)
 
 

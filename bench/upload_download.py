@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -43,12 +44,23 @@ class BenchError(RuntimeError):
 # ---------------------------------------------------------------- server process
 
 
+# Below Linux's ephemeral range (32768-60999), where the fleet's thousands of client sockets get theirs:
+# a port the kernel hands out for bind(0) can be taken by one of them before the server binds it.
+SERVER_PORTS = (20000, 32767)
+
+
 def free_ports(count: int) -> list[int]:
-    # Hold every socket until all are bound so the kernel cannot hand out the same port twice.
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    # Hold every socket until all are bound so that no port is handed out twice.
+    sockets: list[socket.socket] = []
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
+        while len(sockets) < count:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(("127.0.0.1", random.randint(*SERVER_PORTS)))
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
@@ -71,7 +83,8 @@ class Server:
         return "\n".join(text.splitlines()[-lines:]) or "(server log is empty)"
 
 
-def start_server(root: Path) -> Server:
+def start_server(root: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """`skylift serve` on free loopback ports with a fresh data dir under `root` (plus `extra_env` settings)."""
     http_port, mqtt_port = free_ports(2)
     token = secrets.token_hex(20)  # 40 characters
     # Drop inherited SKYLIFT_* settings (database URL, public URL...) so the run is self-contained.
@@ -85,6 +98,7 @@ def start_server(root: Path) -> Server:
         SKYLIFT_ADMIN_TOKEN=token,
         SKYLIFT_LOG_LEVEL="WARNING",
     )
+    env.update(extra_env or {})
     log_path = root / "server.log"
     with log_path.open("wb") as log:
         # The child keeps its own copy of the descriptor; a file (not a pipe) can never fill up and block it.

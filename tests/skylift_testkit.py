@@ -32,8 +32,8 @@ T = TypeVar("T")
 
 
 # Below Linux's ephemeral range (32768-60999): a port picked there is not taken meanwhile by the
-# outgoing connections of clients on the same machine, as a port the kernel hands out for bind(0)
-# can be before the server binds it.
+# outgoing connections of clients on the same machine (benchmarks open thousands), as a port the
+# kernel hands out for bind(0) can be before the server binds it.
 _SERVER_PORTS = (20000, 32767)
 
 

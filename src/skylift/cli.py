@@ -22,6 +22,7 @@ def serve() -> None:
     from skylift.app import build_context, create_app
     from skylift.devices import topics
     from skylift.kit import logs
+    from skylift.kit.zero_copy import ZeroCopyH11Protocol
 
     try:
         settings = startup.load_settings()
@@ -47,7 +48,8 @@ def serve() -> None:
         lifespan="on",
         # h11 writes header names as the app spells them; httptools lower-cases them, and device SDKs
         # that look for the bytes "Content-Length" in a download's head then fail (kit.canonical_headers).
-        http="h11",
+        # Its subclass sends package files with sendfile (kit.zero_copy).
+        http=ZeroCopyH11Protocol,
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
     )

@@ -30,7 +30,7 @@ from skylift.devices.identity import LoginStyle
 from skylift.kit.clock import ManualClock
 from skylift.packages.models import Package, PackageFile
 from skylift.registry import service as registry
-from skylift.registry.models import Device
+from skylift.registry.models import Device, DeviceVersion
 from skylift.registry.schemas import DeviceCreate, ProductCreate
 
 T = TypeVar("T")
@@ -374,3 +374,51 @@ class TestWhoIsAdvanced:
         run(world.add_devices(1))
         run(engine.tick())
         assert len(run(world.attempts(cid))) == 2
+
+
+class TestPreloadedReports:
+    """A batch of device reports loads its devices' open attempts and versions once (devices/inbox.py)."""
+
+    def test_an_attempt_notified_after_the_preload_takes_the_reports(
+        self, world: World, run: Callable[..., Any]
+    ) -> None:
+        (device_id,) = run(world.add_devices(1))
+        run(world.listen(device_id))
+        cid = run(world.create(schedule={"start_at": (NOW + timedelta(hours=1)).isoformat()}))
+
+        async def batch(session: Any) -> int:
+            await attempts.preload_open_attempts(session, [device_id])
+            await rollout.advance(session, await get_campaign(session, cid), NOW + timedelta(hours=2))
+            await attempts.progress_reported(session, device_id, None, 42, "half", True, NOW)
+            attempt = await session.scalar(select(CampaignDevice).where(CampaignDevice.campaign_id == cid))
+            return int(attempt.progress)
+
+        assert run(world.run(batch)) == 42
+
+    def test_a_finished_attempt_takes_no_more_reports(self, world: World, run: Callable[..., Any]) -> None:
+        (device_id,) = run(world.add_devices(1))
+        run(world.listen(device_id))
+        cid = run(world.create())
+
+        async def batch(session: Any) -> set[int]:
+            await attempts.preload_open_attempts(session, [device_id])
+            finished = await attempts.version_reported(session, device_id, None, "2.0.0", NOW)
+            await attempts.progress_reported(session, device_id, None, 10, "late", True, NOW)
+            return finished
+
+        assert run(world.run(batch)) == {cid}
+        assert run(world.attempts(cid))[device_id].state == "succeeded"
+
+    def test_versions_reported_twice_in_one_batch_keep_one_row(self, world: World, run: Callable[..., Any]) -> None:
+        (device_id,) = run(world.add_devices(1))
+
+        async def batch(session: Any) -> list[str]:
+            await registry.preload_versions(session, [device_id])
+            await registry.record_version(session, device_id, "default", "1.0.0", NOW)
+            await registry.record_version(session, device_id, "default", "1.0.1", NOW)
+            await session.flush()
+            return list(
+                await session.scalars(select(DeviceVersion.version).where(DeviceVersion.device_id == device_id))
+            )
+
+        assert run(world.run(batch)) == ["1.0.1"]

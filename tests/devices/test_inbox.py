@@ -179,3 +179,30 @@ class TestBackPressure:
             await database.dispose()
 
         asyncio.run(scenario())
+
+
+class TestPreparedCycles:
+    def test_each_cycle_first_loads_for_the_devices_it_applies(self, database_url: str) -> None:
+        async def scenario() -> tuple[list[set[int]], Handled, set[int]]:
+            database = Database(database_url)
+            devices = await with_devices(database, 3)
+            prepared: list[set[int]] = []
+            handled: Handled = []
+
+            async def prepare(_session: Any, device_ids: set[int]) -> None:
+                prepared.append(device_ids)
+
+            inbox = Inbox(database, recording(handled), prepare)
+            receipts = [inbox.append(devices[n % 3], "t", b"%d" % n, NOW) for n in range(9)]
+            async with running(inbox):
+                await asyncio.gather(*receipts)
+                while len(inbox):
+                    await asyncio.sleep(0.01)
+            await database.dispose()
+            return prepared, handled, {device.device_id for device in devices}
+
+        prepared, handled, device_ids = asyncio.run(scenario())
+        assert sorted(int(payload) for _, payload in handled) == list(range(9))
+        assert set().union(*prepared) == device_ids
+        # Every applied message's device was prepared for in a cycle before it was handled.
+        assert all(any(device_id in ids for ids in prepared) for device_id, _ in handled)

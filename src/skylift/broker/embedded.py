@@ -31,10 +31,12 @@ from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import ListenerType
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.events import BrokerEvents
 from amqtt.mqtt.connack import NOT_AUTHORIZED, SERVER_UNAVAILABLE
-from amqtt.mqtt.constants import QOS_1, QOS_2
+from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
+from transitions import MachineError
 
 from skylift.broker.intake import DeviceProtocolHandler, GatedReader
 from skylift.broker.limits import ConnectionGate, ConnectionLimits, PacketTooLarge
@@ -81,9 +83,60 @@ async def _close(writer: Any) -> None:
         await writer.close()
 
 
+class SessionStates:
+    """A broker session's state: new, connected or disconnected, as amqtt's `Session.transitions` has it.
+
+    amqtt builds a `transitions.Machine` for every session, about 15 KiB each, a quarter of what a
+    connected device costs; this keeps the same three states, transitions and enter hooks in a few
+    bytes (installed on every amqtt Session by `_init_session_states`)."""
+
+    __slots__ = ("_session", "state")
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.state = "new"
+
+    def connect(self) -> None:
+        if self.state == "connected":
+            raise MachineError(f"a session cannot connect from state {self.state}")
+        self.state = "connected"
+        self._session._on_enter_connected()
+
+    def disconnect(self) -> None:
+        self.state = "disconnected"
+        self._session._on_enter_disconnected()
+
+    def is_connected(self) -> bool:
+        return self.state == "connected"
+
+    def is_disconnected(self) -> bool:
+        return self.state == "disconnected"
+
+    def is_new(self) -> bool:
+        return self.state == "new"
+
+
+def _init_session_states(session: Session) -> None:
+    session.transitions = SessionStates(session)
+
+
+Session._init_states = _init_session_states
+
+
+class _Subscriptions(dict[str, list[tuple[Session, int]]]):
+    """amqtt's filter -> subscribers table. amqtt logs `repr()` of it after every SUBSCRIBE, debug level or
+    not: the whole fleet's subscriptions formatted once per device, a cost that grows with the fleet."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} topic filters>"
+
+
 class SkyliftBroker(Broker):  # type: ignore[misc]
     def __init__(self, config: dict[str, Any], hub: DeviceHub, limits: ConnectionLimits, rates: RateLimits) -> None:
         super().__init__(config)
+        self._subscriptions = _Subscriptions()
+        # client id -> its filters, so that a connect or a disconnect touches its own filters, not every one.
+        self._filters_of: dict[str, set[str]] = {}
         self.hub = hub
         self.limits = limits
         self.gate = ConnectionGate(limits)
@@ -229,8 +282,8 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
         if session.parent:
             return [
                 topic_filter
-                for topic_filter, subscribers in self._subscriptions.items()
-                if any(subscriber is session for subscriber, _ in subscribers)
+                for topic_filter in self._filters_of.get(session.client_id, ())
+                if any(subscriber is session for subscriber, _ in self._subscriptions.get(topic_filter, ()))
             ]
         return auto_subscriptions(identity) if identity.auto_subscribe else ()
 
@@ -255,18 +308,74 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             if isinstance(reader, GatedReader):
                 reader.room = partial(self._room, identity.device_id)
         try:
-            await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+            await self._serve_session(reader, writer, client_session, handler, listener_name)
         finally:
             if identity is not None:
                 # Shielded: a cancelled connection task must still record that the device left.
                 await asyncio.shield(self.hub.disconnected(identity, epoch))
 
+    async def _serve_session(
+        self, reader: Any, writer: Any, session: Session, handler: BrokerProtocolHandler, listener_name: str
+    ) -> None:
+        """amqtt 0.12's `_handle_client_session`, except that retained messages are looked up for the
+        session's own filters, only when there are any: amqtt awaits a lookup for every filter of every
+        device at each connect, which made connecting a fleet quadratic."""
+        authenticated = await self._authenticate(session, self.listeners_config[listener_name])
+        while True:
+            try:
+                session.transitions.connect()
+                break
+            except (MachineError, ValueError):
+                if session.transitions.is_connected():
+                    old = self._sessions[session.client_id]
+                    await old[1].handle_connection_closed()
+                    await old[1].stop()
+                    break
+                log.warning("client %s is reconnecting too quickly, make it wait", session.client_id)
+                await asyncio.sleep(1)
+        handler.attach(session, reader, writer)
+        self._sessions[session.client_id] = (session, handler)
+        await handler.mqtt_connack_authorize(authenticated)
+        if not authenticated:
+            await writer.close()
+            return
+        await self.plugins_manager.fire_event(
+            BrokerEvents.CLIENT_CONNECTED, client_id=session.client_id, client_session=session
+        )
+        await handler.start()
+        await self._publish_session_retained_messages(session)
+        if self._retained_messages:
+            for topic_filter in list(self._filters_of.get(session.client_id, ())):
+                await self._publish_retained_messages_for_subscription((topic_filter, QOS_0), session)
+        await self._client_message_loop(session, handler)
+
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         granted: int = await super().add_subscription(subscription, session)
         topic_filter = subscription[0]
-        if granted != REFUSED and ("+" in topic_filter or "#" in topic_filter):
-            self._wildcard_filters.add(topic_filter)
+        if granted != REFUSED:
+            self._filters_of.setdefault(session.client_id, set()).add(topic_filter)
+            if "+" in topic_filter or "#" in topic_filter:
+                self._wildcard_filters.add(topic_filter)
         return granted
+
+    def _del_subscription(self, a_filter: str, session: Session) -> int:
+        deleted: int = super()._del_subscription(a_filter, session)
+        if deleted:
+            filters = self._filters_of.get(session.client_id)
+            if filters is not None and not any(
+                s.client_id == session.client_id for s, _ in self._subscriptions.get(a_filter, ())
+            ):
+                filters.discard(a_filter)
+                if not filters:
+                    del self._filters_of[session.client_id]
+        return deleted
+
+    async def _del_all_subscriptions(self, session: Session) -> None:
+        """Only the session's own filters (amqtt walks every filter of the broker at each disconnect)."""
+        for topic_filter in list(self._filters_of.get(session.client_id, ())):
+            self._del_subscription(topic_filter, session)
+            if not self._subscriptions.get(topic_filter, True):
+                del self._subscriptions[topic_filter]
 
     def _subscribers(self, topic: str, forced_qos: int | None) -> list[tuple[Session, int]]:
         """Each session whose filters match `topic`, once, with the highest QoS among its matching filters."""

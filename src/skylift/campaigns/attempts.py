@@ -6,12 +6,13 @@ payload. A notice that becomes due is a row in the outbox (campaigns/outbox.py).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import object_session, selectinload
 
 from skylift.campaigns import outbox
 from skylift.campaigns.models import Campaign, CampaignDevice
@@ -29,6 +30,41 @@ from skylift.campaigns.state import (
 )
 from skylift.packages.models import Package
 from skylift.registry import service as registry
+
+# Open attempts of the devices whose reports a batch applies, loaded at once (see `preload_open_attempts`).
+_OPEN_KEY = "skylift_open_attempts"
+_IDS_PER_STATEMENT = 500
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+async def preload_open_attempts(session: AsyncSession, device_ids: Collection[int]) -> None:
+    """Load the attempts under way of these devices in one query: their reports in this transaction then
+    find their attempt without a query each. Attempts that come under way later in the transaction
+    join the set as they change (`apply_event`)."""
+    known: dict[int, list[CampaignDevice]] = session.info.setdefault(_OPEN_KEY, {})
+    wanted = sorted(set(device_ids) - known.keys())
+    for start in range(0, len(wanted), _IDS_PER_STATEMENT):
+        chunk = wanted[start : start + _IDS_PER_STATEMENT]
+        rows = await session.scalars(
+            select(CampaignDevice).where(
+                CampaignDevice.device_id.in_(chunk), CampaignDevice.state.in_(IN_PROGRESS_STATES)
+            )
+        )
+        for device_id in chunk:
+            known[device_id] = []
+        for row in rows:
+            known[row.device_id].append(row)
+
+
+def _remember_open(attempt: CampaignDevice) -> None:
+    """An attempt came under way: a transaction that preloaded its device's open attempts sees it too."""
+    session = object_session(attempt)
+    known = session.info.get(_OPEN_KEY) if session is not None else None
+    if known is None:
+        return
+    attempts = known.get(attempt.device_id)
+    if attempts is not None and not any(a is attempt for a in attempts):
+        attempts.append(attempt)
 
 
 def apply_event(attempt: CampaignDevice, event: Event, now: datetime) -> Attempt | None:
@@ -54,6 +90,8 @@ def apply_event(attempt: CampaignDevice, event: Event, now: datetime) -> Attempt
     if isinstance(event, Notified):
         attempt.notified_at = now
     attempt.finished_at = now if after.state in FINAL else None
+    if attempt.state in IN_PROGRESS_STATES:
+        _remember_open(attempt)
     return after
 
 
@@ -90,6 +128,14 @@ async def next_rank(session: AsyncSession, campaign: Campaign) -> int:
 
 
 async def _open_attempts(session: AsyncSession, device_id: int, module: str | None) -> list[CampaignDevice]:
+    preloaded = session.info.get(_OPEN_KEY, {}).get(device_id)
+    if preloaded is not None:
+        module_name = None if module is None else await registry.device_module(session, device_id, module)
+        found = [
+            a for a in preloaded if a.state in IN_PROGRESS_STATES and (module_name is None or a.module == module_name)
+        ]
+        # As the query below orders them: the attempt the device was notified for last first.
+        return sorted(found, key=lambda a: (a.notified_at or _NEVER, a.id or 0), reverse=True)
     query = (
         select(CampaignDevice)
         .join(Campaign, Campaign.id == CampaignDevice.campaign_id)

@@ -74,6 +74,22 @@ def discard_after_commit(session: AsyncSession) -> None:
     session.info.pop(_SIGNALS_KEY, None)
 
 
+_BEFORE_COMMIT_KEY = "skylift_before_commit"
+
+
+def before_commit(session: AsyncSession, work: AfterCommit) -> None:
+    """Queue work to run inside the session's transaction, just before it commits (in a batch: once,
+    before the batch commits), such as reacting once to what many units of work changed."""
+    session.info.setdefault(_BEFORE_COMMIT_KEY, []).append(work)
+
+
+async def _run_before_commit(session: AsyncSession) -> None:
+    # Work may queue more work; all of it runs before the commit.
+    while queued := session.info.pop(_BEFORE_COMMIT_KEY, []):
+        for work in queued:
+            await work()
+
+
 _SIGNALS_KEY = "skylift_signals"
 
 
@@ -153,9 +169,11 @@ class Database:
         async with self.sessionmaker() as session:
             try:
                 yield session
+                await _run_before_commit(session)
                 await session.commit()
             except BaseException:
                 discard_after_commit(session)
+                session.info.pop(_BEFORE_COMMIT_KEY, None)
                 await session.rollback()
                 raise
         for name in session.info.pop(_SIGNALS_KEY, ()):

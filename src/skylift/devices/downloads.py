@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 
+import anyio
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import selectinload
 from starlette.background import BackgroundTask
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import FileResponse
 from starlette.types import Receive, Scope, Send
 
@@ -14,6 +18,7 @@ from skylift.deps import ContextDep
 from skylift.kit.canonical_headers import canonical_send
 from skylift.kit.errors import Forbidden, Gone, NotFound
 from skylift.kit.ids import Id
+from skylift.kit.zero_copy import EXTENSION as ZERO_COPY
 from skylift.packages.models import PackageFile
 from skylift.packages.urls import DOWNLOAD_ROUTE, download_path
 
@@ -35,15 +40,75 @@ def reaches_end(range_header: str | None, size: int) -> bool:
     return not end or int(end) >= size - 1
 
 
+def single_range(range_header: str, size: int) -> tuple[int, int] | None:
+    """(first byte, end) of a one-range `bytes=` header that the file satisfies; None for anything else."""
+    match = _RANGE.match(range_header.strip())
+    if match is None or size == 0:
+        return None
+    start, end = match.groups()
+    if not start:
+        if not end or int(end) == 0:
+            return None
+        return max(size - int(end), 0), size
+    first = int(start)
+    last = min(int(end), size - 1) if end else size - 1
+    if first >= size or last < first:
+        return None
+    return first, last + 1
+
+
 class DownloadResponse(FileResponse):
     """A file response (200, 206, HEAD, 416) whose header names go out as `Content-Length`, `ETag`...
 
     Device SDKs look for the exact bytes `Content-Length` in the response head, as nginx or an object
     store sends them. Starlette builds and reads its headers lower-cased, so they are respelled only
-    on their way out."""
+    on their way out. Where the server offers zero-copy sends (kit/zero_copy.py), a whole file or one
+    range of it goes from the page cache to the socket; other requests (several ranges, `If-Range`, a
+    range the file cannot satisfy, TLS) take Starlette's way."""
+
+    chunk_size = 1024 * 1024  # where the file is read through Python (TLS): fewer, larger reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await super().__call__(scope, receive, canonical_send(send))
+        send = canonical_send(send)
+        zero_copy = ZERO_COPY in scope.get("extensions", {}) and scope["method"] == "GET"
+        if zero_copy and await self._send_zero_copy(scope, send):
+            if self.background is not None:
+                await self.background()
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _send_zero_copy(self, scope: Scope, send: Send) -> bool:
+        """Send the whole file or its one requested range without copying it through Python; False when
+        this request needs Starlette's general way instead."""
+        request_headers = Headers(scope=scope)
+        if request_headers.get("if-range") is not None:
+            return False
+        try:
+            file = await anyio.to_thread.run_sync(open, self.path, "rb")
+        except OSError:
+            return False
+        try:
+            info = os.fstat(file.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                return False
+            self.set_stat_headers(info)
+            headers = MutableHeaders(raw=list(self.raw_headers))
+            status, offset, count = self.status_code, 0, info.st_size
+            range_header = request_headers.get("range")
+            if range_header is not None:
+                chosen = single_range(range_header, info.st_size)
+                if chosen is None:
+                    return False
+                offset, end = chosen
+                count = end - offset
+                status = 206
+                headers["content-range"] = f"bytes {offset}-{end - 1}/{info.st_size}"
+                headers["content-length"] = str(count)
+            await send({"type": "http.response.start", "status": status, "headers": headers.raw})
+            await send({"type": ZERO_COPY, "file": file, "offset": offset, "count": count, "more_body": False})
+            return True
+        finally:
+            await anyio.to_thread.run_sync(file.close)
 
 
 @router.api_route(DOWNLOAD_ROUTE, methods=["GET", "HEAD"], summary="Download a package file (signed URL)")

@@ -12,8 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import partial
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from skylift.campaigns import attempts, rollout
-from skylift.db.session import Database
+from skylift.db.session import Database, before_commit
 from skylift.devices import credentials, mqtt_blocks, requests
 from skylift.devices import service as device_service
 from skylift.devices.dialects import alink, eztcloud, ota
@@ -31,8 +33,11 @@ from skylift.devices.topics import Route, command_topic, gateway_command_topic, 
 from skylift.kit import metrics
 from skylift.kit.clock import Clock, SystemClock
 from skylift.packages.storage import LocalStorage
+from skylift.registry import service as registry_service
 
 log = logging.getLogger(__name__)
+
+_SETTLE_KEY = "skylift_campaigns_to_settle"
 
 Publisher = Callable[[str, bytes], Awaitable[None]]
 Disconnector = Callable[[int], Awaitable[None]]
@@ -55,7 +60,7 @@ class DeviceHub:
         self.storage = storage  # package files, for downloads over MQTT
         self.notifier = notifier
         self.max_payload_bytes = max_payload_bytes
-        self.inbox = Inbox(database, self.handle)
+        self.inbox = Inbox(database, self.handle, self._prepare)
         # Whether a device listens is kept in the database (devices.listening), where every replica sees it.
         self.on_listening: list[ListeningListener] = []
         # Wakes the rollout engine for one product's campaigns (None: all of them).
@@ -198,7 +203,7 @@ class DeviceHub:
                 now = self.clock.now()
                 async with self.database.transaction() as session:
                     recorded, touched = await device_service.properties_reported(session, device, values, now)
-                    await rollout.settle(session, touched, now)
+                    self._settle(session, touched)
                 if recorded:
                     self._wake_engine(device.product_id)  # a dynamic campaign may now match this device
             case UpgradeRequested():
@@ -221,9 +226,29 @@ class DeviceHub:
                 finished = await attempts.progress_reported(
                     session, identity.device_id, event.module, event.step, event.desc, event.done_at_100, now
                 )
-            await rollout.settle(session, finished, now)
+            self._settle(session, finished)
         if isinstance(event, VersionReported):
             self._wake_engine(identity.product_id)  # a dynamic campaign may now match this device
+
+    @staticmethod
+    async def _prepare(session: AsyncSession, device_ids: set[int]) -> None:
+        """Before a batch of device messages: what their reports read, loaded in one query each."""
+        await attempts.preload_open_attempts(session, device_ids)
+        await registry_service.preload_versions(session, device_ids)
+
+    def _settle(self, session: AsyncSession, finished: set[int]) -> None:
+        """Campaigns react to finished attempts once, just before the transaction commits: in the inbox's
+        batch, a fleet's reports then cost one reaction per campaign, not one each."""
+        if not finished:
+            return
+        pending: set[int] | None = session.info.get(_SETTLE_KEY)
+        if pending is None:
+            pending = session.info[_SETTLE_KEY] = set()
+            before_commit(session, partial(self._settle_pending, session))
+        pending |= finished
+
+    async def _settle_pending(self, session: AsyncSession) -> None:
+        await rollout.settle(session, session.info.pop(_SETTLE_KEY, set()), self.clock.now())
 
     async def _answer(self, identity: DeviceIdentity, where: Route, event: UpgradeRequested | BlockRequested) -> None:
         """Requests are answered on the device's reply topic, after their transaction has committed."""

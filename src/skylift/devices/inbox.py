@@ -6,7 +6,9 @@ then runs cycles; each cycle is one transaction (a batch, see `Database.batch`) 
 
 1. applies queued items fairly: round robin over the devices, one item per device per turn, each
    device's items in the order they came (a subscription is an item too, so it stays ordered with
-   the device's messages), for a few milliseconds or a bounded number of items;
+   the device's messages), for a few milliseconds or a bounded number of items; what those items'
+   reports read (their devices' open attempts and versions) is loaded first, in one query each, so
+   that applying a report asks no query of its own;
 2. records every message that arrived and is not applied yet as a `device_inbox` row (group commit:
    the messages of many devices in one insert, one commit);
 3. deletes the rows of the messages it applied;
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +47,8 @@ from skylift.registry.models import Device
 log = logging.getLogger(__name__)
 
 Handler = Callable[[DeviceIdentity, str, bytes], Awaitable[None]]
+# Called in a cycle's transaction, before its messages are applied, with their devices' ids.
+Preparer = Callable[[AsyncSession, set[int]], Awaitable[None]]
 Job = Callable[[], Awaitable[None]]
 Publisher = Callable[[str, bytes], Awaitable[None]]
 
@@ -106,13 +110,15 @@ def deferred_in_batches(publisher: Publisher) -> Publisher:
 
 
 class Inbox:
-    def __init__(self, database: Database, handler: Handler) -> None:
+    def __init__(self, database: Database, handler: Handler, prepare: Preparer | None = None) -> None:
         self.database = database
         self._handler = handler
+        self._prepare = prepare
         self._queues: dict[int, deque[_Item]] = {}
         self._turns: deque[int] = deque()  # devices with queued items, in round-robin order
         self._fresh: list[_Message] = []  # arrived, neither recorded nor applied yet
         self._rooms: dict[int, asyncio.Event] = {}  # set when a device may be read again
+        self._choosing: Counter[int] = Counter()  # items taken off a device's queue by a cycle, not yet applied
         self._work = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._stopping = False
@@ -141,7 +147,7 @@ class Inbox:
     def backlog(self, device_id: int) -> int:
         """The device's items queued and not applied yet."""
         queue = self._queues.get(device_id)
-        return len(queue) if queue is not None else 0
+        return (len(queue) if queue is not None else 0) + self._choosing[device_id]
 
     async def wait_for_room(self, device_id: int) -> None:
         """Return once the device may send more: at once, unless it has `ROOM_PER_DEVICE` items queued."""
@@ -164,7 +170,7 @@ class Inbox:
             await asyncio.gather(self._worker, return_exceptions=True)
 
     def __len__(self) -> int:
-        return sum(len(queue) for queue in self._queues.values())
+        return sum(len(queue) for queue in self._queues.values()) + sum(self._choosing.values())
 
     def _queue(self, device_id: int, item: _Item, first: bool = False) -> None:
         """Queue an item behind the device's others (`first`: before them, and the device's turn first)."""
@@ -221,33 +227,41 @@ class Inbox:
     async def _cycle(self) -> bool:
         """One transaction: apply, record, forget; then fulfil the receipts. False when it failed."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + CYCLE_SECONDS
         taken: list[tuple[int, _Item]] = []
+        untaken: deque[tuple[int, _Item]] = deque()
         fresh: list[_Message] = []
         careful = self._suspect is not None
         try:
             async with self.database.batch(savepoints=careful) as batch:
-                while len(taken) < CYCLE_ITEMS and loop.time() < deadline:
-                    picked = self._next()
-                    if picked is None:
-                        break
+                # The cycle's items are chosen first, so that what they read is loaded once for all of them.
+                while len(untaken) < CYCLE_ITEMS and (picked := self._next()) is not None:
+                    untaken.append(picked)
+                    self._choosing[picked[0]] += 1
+                if self._prepare is not None and untaken:
+                    await self._prepare(batch.session, {device_id for device_id, _ in untaken})
+                deadline = loop.time() + CYCLE_SECONDS  # applying, not loading, is what the deadline bounds
+                while untaken and not (taken and loop.time() >= deadline):
+                    picked = untaken.popleft()
                     taken.append(picked)
                     error = await self._apply(picked[1])
+                    self._unchoose(picked[0])
                     if batch.failed:
                         self._suspect = picked[1]
                         raise _Redo
                     if error is not None:
                         log.error("handling a %s from device %s failed", _what(picked[1]), picked[0], exc_info=error)
+                self._put_back(list(untaken), [], chosen=len(untaken))  # past the deadline: for the next cycle
+                untaken.clear()
                 fresh, self._fresh = self._fresh, []
                 await self._record(batch.session, [message for message in fresh if not message.applied])
                 applied = [item.row_id for _, item in taken if isinstance(item, _Message) and item.row_id is not None]
                 await self._forget(batch.session, applied)
         except _Redo:
-            self._put_back(taken, fresh)
+            self._put_back([*taken, *untaken], fresh, chosen=len(untaken))
             return True
         except Exception:
             log.exception("the device inbox failed to commit %d items; trying again", len(taken) + len(fresh))
-            self._put_back(taken, fresh)
+            self._put_back([*taken, *untaken], fresh, chosen=len(untaken))
             return False
         if careful and any(item is self._suspect for _, item in taken):
             self._suspect = None
@@ -300,8 +314,16 @@ class Inbox:
             statement = delete(InboxMessage).where(InboxMessage.id.in_(chunk))
             await session.execute(statement.execution_options(synchronize_session=False))
 
-    def _put_back(self, taken: list[tuple[int, _Item]], fresh: list[_Message]) -> None:
-        """A cycle failed and was rolled back: its items are queued again as they were."""
+    def _unchoose(self, device_id: int) -> None:
+        self._choosing[device_id] -= 1
+        if self._choosing[device_id] <= 0:
+            del self._choosing[device_id]
+
+    def _put_back(self, taken: list[tuple[int, _Item]], fresh: list[_Message], chosen: int = 0) -> None:
+        """A cycle failed and was rolled back (or ran out of time): its items are queued again as they were.
+        The last `chosen` of them were taken off their queues but never applied."""
+        for device_id, _ in taken[len(taken) - chosen :]:
+            self._unchoose(device_id)
         for device_id, item in reversed(taken):
             if isinstance(item, _Message):
                 item.applied = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import func, or_, select
@@ -396,16 +397,41 @@ def decommission(device: Device, now: datetime) -> None:
     device.online = device.listening = device.relaying = False
 
 
+# The reported versions of the devices whose reports a batch applies, loaded at once (`preload_versions`).
+_VERSIONS_KEY = "skylift_versions"
+
+
+async def preload_versions(session: AsyncSession, device_ids: Collection[int]) -> None:
+    """Load these devices' reported versions in one query: their version reports in this transaction then
+    need no query each."""
+    known: dict[int, dict[str, DeviceVersion]] = session.info.setdefault(_VERSIONS_KEY, {})
+    wanted = sorted(set(device_ids) - known.keys())
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        for device_id in chunk:
+            known[device_id] = {}
+        for row in await session.scalars(select(DeviceVersion).where(DeviceVersion.device_id.in_(chunk))):
+            known[row.device_id][row.module] = row
+
+
 async def record_version(session: AsyncSession, device_id: int, module: str, version: str, now: datetime) -> None:
-    row = await session.scalar(
-        select(DeviceVersion).where(DeviceVersion.device_id == device_id, DeviceVersion.module == module)
-    )
+    preloaded = session.info.get(_VERSIONS_KEY, {}).get(device_id)
+    if preloaded is not None:
+        row = preloaded.get(module)
+    else:
+        row = await session.scalar(
+            select(DeviceVersion).where(DeviceVersion.device_id == device_id, DeviceVersion.module == module)
+        )
     if row is None:
-        session.add(DeviceVersion(device_id=device_id, module=module, version=version, reported_at=now))
+        row = DeviceVersion(device_id=device_id, module=module, version=version, reported_at=now)
+        session.add(row)
+        if preloaded is not None:
+            preloaded[module] = row
     else:
         row.version = version
         row.reported_at = now
-    await session.flush()
+    if preloaded is None:
+        await session.flush()
 
 
 async def version_distribution(session: AsyncSession, product_id: int, module: str) -> tuple[str, dict[str, int]]:

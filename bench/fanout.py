@@ -1,0 +1,164 @@
+"""Fan-out: a campaign over a connected fleet, from the POST to the last notice received and to all succeeded.
+
+For each size in `--fleets`, first the reference: a bare amqtt broker (the broker Skylift embeds, alone)
+relays one notice-sized QoS 1 message to each of as many subscribed devices, sent by one client as fast
+as the broker takes them. Then the real `skylift serve`: the devices are registered, connect (token
+login, subscribed to their upgrade topic, version 1.0.0 reported and applied), a package is uploaded,
+and the clock starts at `POST /campaigns`. Each device answers its notice with step 100 (a token device
+succeeds at 100; no download, this is the notice path). Prints when the POST returned, when the last
+notice arrived (notices/s), when the server showed every device succeeded, the server's CPU per device,
+and the ratio of the notice rate to the bare relay's.
+
+    python bench/fanout.py                     # 1,000 and 10,000 devices
+    python bench/fanout.py --fleets 200        # a quick check
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from fleetkit import (
+    Device,
+    Fleet,
+    anonymous_devices,
+    api_client,
+    bare_amqtt,
+    cpu_seconds,
+    fleet_parser,
+    metrics_of,
+    parse_fleets,
+    print_table,
+    raise_open_files,
+    ratio,
+    register_fleet,
+    running_skylift,
+    token_devices,
+    upload_small_package,
+    wait_until,
+)
+from upload_download import BenchError, check
+
+# About the size of a token notice (a signed URL, MD5, SHA-256 and the rest).
+NOTICE_LIKE = json.dumps({"id": "1234567890", "code": 200, "params": {"url": "x" * 300, "sign": "0" * 32}}).encode()
+APPLIED = "skylift_device_messages_applied_total"
+
+
+@dataclass
+class Relay:
+    seconds: float  # first publish to last message received
+
+    def rate(self, devices: int) -> float:
+        return devices / self.seconds
+
+
+def bare_relay(devices: int, timeout: float) -> Relay:
+    # The sender stands for the server: its messages are not held back by a client's in-flight window.
+    sender = Device(key="sender", token=None, inflight=65535)
+    with (
+        bare_amqtt() as broker,
+        Fleet(anonymous_devices(devices), broker.port, name="bare") as fleet,
+        Fleet([sender], broker.port, threads=1, name="sender") as sending,
+    ):
+        fleet.ready(timeout)
+        sending.ready(timeout)
+        started = time.perf_counter()
+
+        def publish() -> None:
+            assert sender.client is not None
+            for device in fleet.devices:
+                sender.client.publish(device.upgrade_topic, NOTICE_LIKE, qos=1)
+
+        sending.swarms[0].call(publish)
+        fleet.wait("the bare relay to deliver every message", timeout, lambda device: device.notices > 0)
+        return Relay(max(device.notice_at for device in fleet.devices) - started)
+
+
+@dataclass
+class Rollout:
+    post_s: float
+    last_notice_s: float
+    succeeded_s: float
+    cpu_per_device_ms: float
+    connect_s: float
+
+
+def skylift_rollout(root: Path, devices: int, timeout: float) -> Rollout:
+    with running_skylift(root) as server, api_client(server) as api:
+        product_id, tokens = register_fleet(api, devices, "fanout bench")
+        package_id = upload_small_package(api, product_id)
+        with Fleet(token_devices(tokens, inform=True, on_notice="100"), server.mqtt_port) as fleet:
+            connect_s = fleet.ready(timeout)
+            wait_until("every version report applied", timeout, lambda: metrics_of(server, APPLIED) >= devices, 0.2)
+            pid = server.process.pid
+            cpu_before = cpu_seconds(pid)
+            print(f"  skylift (pid {pid}): {devices} devices connected; starting the campaign", flush=True)
+            started = time.perf_counter()
+            body = {"name": "fanout bench", "package_id": package_id}
+            campaign = check(api.post("/campaigns", json=body), 201, "POST /campaigns").json()
+            post_s = time.perf_counter() - started
+            fleet.wait("every notice", timeout, lambda device: device.notices > 0)
+            last_notice = max(device.notice_at for device in fleet.devices) - started
+
+            def all_succeeded() -> bool:
+                counts = check(api.get(f"/campaigns/{campaign['id']}"), 200, "GET campaign").json()["counts"]
+                return int(counts.get("succeeded", 0)) >= devices
+
+            wait_until("every device succeeded", timeout, all_succeeded, 0.2)
+            succeeded_s = time.perf_counter() - started
+            cpu = cpu_seconds(pid) - cpu_before
+            duplicates = sum(1 for device in fleet.devices if device.notices > 1)
+            if duplicates:
+                raise BenchError(f"{duplicates} devices got more than one notice")
+            return Rollout(post_s, last_notice, succeeded_s, cpu / devices * 1000, connect_s)
+
+
+def main() -> int:
+    parser = fleet_parser(__doc__, "1000,10000", "fleet sizes (comma-separated)")
+    args = parser.parse_args()
+    raise_open_files()
+    rows = []
+    try:
+        for devices in parse_fleets(args.fleets):
+            relay = None if args.skip_reference else bare_relay(devices, args.timeout)
+            root = Path(tempfile.mkdtemp(prefix="skylift-fanout-"))
+            try:
+                rollout = skylift_rollout(root, devices, args.timeout)
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            notice_rate = devices / rollout.last_notice_s
+            rows += [
+                (f"{devices} devices: POST /campaigns returned", f"{rollout.post_s:7.2f} s"),
+                (
+                    f"{devices} devices: last notice received",
+                    f"{rollout.last_notice_s:7.2f} s ({notice_rate:7.0f} notices/s, {notice_rate * 60:9.0f}/min)",
+                ),
+                (f"{devices} devices: all succeeded", f"{rollout.succeeded_s:7.2f} s"),
+                (f"{devices} devices: server CPU per device", f"{rollout.cpu_per_device_ms:7.2f} ms"),
+                (f"{devices} devices: fleet connected in", f"{rollout.connect_s:7.2f} s"),
+            ]
+            if relay is not None:
+                rows += [
+                    (
+                        f"{devices} devices: bare amqtt relay",
+                        f"{relay.seconds:7.2f} s ({relay.rate(devices):7.0f} msg/s); "
+                        f"ratio notices/s to relay {ratio(notice_rate, relay.rate(devices))}",
+                    )
+                ]
+            print_table(f"fan-out, {devices} devices", rows[-6:] if relay is not None else rows[-5:])
+        print_table("fan-out (all fleets)", rows)
+        return 0
+    except (BenchError, httpx.HTTPError, OSError) as exc:
+        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
