@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from fleetkit import (
     Device,
@@ -35,10 +32,10 @@ from fleetkit import (
     ratio,
     register_fleet,
     rss_kib,
+    run,
     running_skylift,
     token_devices,
 )
-from upload_download import BenchError
 
 SETTLE_S = 1.0  # after a stage, before RSS is read: the connections' last packets are handled
 
@@ -139,12 +136,9 @@ def main() -> int:
         rows.append(("RSS per 1,000 devices", f"{figures[total][1] * 1000 / 1024:.1f} MiB (at {total})"))
         print_table("connections (skylift vs the bare amqtt broker, same run)", rows)
         return 0
-    except (BenchError, httpx.HTTPError, OSError) as exc:
-        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -17,14 +17,13 @@ import argparse
 import contextlib
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
-from fleetkit import print_table, ratio, skylift_in_tempdir
+from fleetkit import print_table, ratio, run, skylift_in_tempdir
 from upload_download import (
     MIB,
     BenchError,
@@ -165,15 +164,11 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients of the second case")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each case (the best counts)")
     args = parser.parse_args()
-    try:
-        with skylift_in_tempdir("skylift-download-") as server:
-            rows = measure(server, args.size_mb, args.clients, args.repeat)
-    except (BenchError, httpx.HTTPError, OSError) as exc:
-        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    with skylift_in_tempdir("skylift-download-") as server:
+        rows = measure(server, args.size_mb, args.clients, args.repeat)
     print_table(f"downloads of a {args.size_mb} MiB file (aggregate MiB/s, best of {args.repeat})", rows)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

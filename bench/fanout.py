@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from fleetkit import (
     Device,
@@ -39,6 +36,7 @@ from fleetkit import (
     raise_open_files,
     ratio,
     register_fleet,
+    run,
     running_skylift,
     token_devices,
     upload_small_package,
@@ -125,40 +123,36 @@ def main() -> int:
     args = parser.parse_args()
     raise_open_files()
     rows = []
-    try:
-        for devices in parse_fleets(args.fleets):
-            relay = None if args.skip_reference else bare_relay(devices, args.timeout)
-            root = Path(tempfile.mkdtemp(prefix="skylift-fanout-"))
-            try:
-                rollout = skylift_rollout(root, devices, args.timeout)
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
-            notice_rate = devices / rollout.last_notice_s
+    for devices in parse_fleets(args.fleets):
+        relay = None if args.skip_reference else bare_relay(devices, args.timeout)
+        root = Path(tempfile.mkdtemp(prefix="skylift-fanout-"))
+        try:
+            rollout = skylift_rollout(root, devices, args.timeout)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        notice_rate = devices / rollout.last_notice_s
+        rows += [
+            (f"{devices} devices: POST /campaigns returned", f"{rollout.post_s:7.2f} s"),
+            (
+                f"{devices} devices: last notice received",
+                f"{rollout.last_notice_s:7.2f} s ({notice_rate:7.0f} notices/s, {notice_rate * 60:9.0f}/min)",
+            ),
+            (f"{devices} devices: all succeeded", f"{rollout.succeeded_s:7.2f} s"),
+            (f"{devices} devices: server CPU per device", f"{rollout.cpu_per_device_ms:7.2f} ms"),
+            (f"{devices} devices: fleet connected in", f"{rollout.connect_s:7.2f} s"),
+        ]
+        if relay is not None:
             rows += [
-                (f"{devices} devices: POST /campaigns returned", f"{rollout.post_s:7.2f} s"),
                 (
-                    f"{devices} devices: last notice received",
-                    f"{rollout.last_notice_s:7.2f} s ({notice_rate:7.0f} notices/s, {notice_rate * 60:9.0f}/min)",
-                ),
-                (f"{devices} devices: all succeeded", f"{rollout.succeeded_s:7.2f} s"),
-                (f"{devices} devices: server CPU per device", f"{rollout.cpu_per_device_ms:7.2f} ms"),
-                (f"{devices} devices: fleet connected in", f"{rollout.connect_s:7.2f} s"),
+                    f"{devices} devices: bare amqtt relay",
+                    f"{relay.seconds:7.2f} s ({relay.rate(devices):7.0f} msg/s); "
+                    f"ratio notices/s to relay {ratio(notice_rate, relay.rate(devices))}",
+                )
             ]
-            if relay is not None:
-                rows += [
-                    (
-                        f"{devices} devices: bare amqtt relay",
-                        f"{relay.seconds:7.2f} s ({relay.rate(devices):7.0f} msg/s); "
-                        f"ratio notices/s to relay {ratio(notice_rate, relay.rate(devices))}",
-                    )
-                ]
-            print_table(f"fan-out, {devices} devices", rows[-6:] if relay is not None else rows[-5:])
-        print_table("fan-out (all fleets)", rows)
-        return 0
-    except (BenchError, httpx.HTTPError, OSError) as exc:
-        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        print_table(f"fan-out, {devices} devices", rows[-6:] if relay is not None else rows[-5:])
+    print_table("fan-out (all fleets)", rows)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

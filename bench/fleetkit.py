@@ -338,3 +338,14 @@ def print_table(title: str, rows: Sequence[tuple[str, str]]) -> None:
 
 def ratio(value: float, reference: float) -> str:
     return f"{value / reference:.2f}" if reference > 0 else "n/a"
+
+
+def run(main: Callable[[], int]) -> None:
+    """Run a benchmark's `main` and exit with its status. A failure of the server, the network or the
+    benchmark's own checks is one line on standard error and status 1."""
+    try:
+        status = main()
+    except (BenchError, httpx.HTTPError, OSError) as exc:
+        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
+        status = 1
+    sys.exit(status)

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from fleetkit import (
     NEW_VERSION,
@@ -38,12 +35,13 @@ from fleetkit import (
     raise_open_files,
     ratio,
     register_fleet,
+    run,
     running_skylift,
     token_devices,
     upload_small_package,
     wait_until,
 )
-from upload_download import BenchError, check
+from upload_download import check
 
 APPLIED = "skylift_device_messages_applied_total"
 
@@ -143,36 +141,32 @@ def main() -> int:
     args = parser.parse_args()
     raise_open_files()
     rows = []
-    try:
-        for devices, messages in parse_fleets(args.fleets):
-            if messages < 2:
-                parser.error("each device sends at least 2 messages (progress, then its version)")
-            relay = None if args.skip_reference else bare_relay(devices, messages, args.timeout)
-            root = Path(tempfile.mkdtemp(prefix="skylift-ingest-"))
-            try:
-                outcome = skylift_ingest(root, devices, messages, args.timeout)
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
-            name = f"{devices} x {messages}"
-            line = (
-                f"applied {outcome.rate:7.0f} msg/s ({outcome.seconds:6.2f} s,"
-                f" last PUBACK {outcome.acked_seconds:6.2f} s,"
-                f" {outcome.cpu_per_message_ms:.2f} ms CPU/msg)"
+    for devices, messages in parse_fleets(args.fleets):
+        if messages < 2:
+            parser.error("each device sends at least 2 messages (progress, then its version)")
+        relay = None if args.skip_reference else bare_relay(devices, messages, args.timeout)
+        root = Path(tempfile.mkdtemp(prefix="skylift-ingest-"))
+        try:
+            outcome = skylift_ingest(root, devices, messages, args.timeout)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        name = f"{devices} x {messages}"
+        line = (
+            f"applied {outcome.rate:7.0f} msg/s ({outcome.seconds:6.2f} s,"
+            f" last PUBACK {outcome.acked_seconds:6.2f} s,"
+            f" {outcome.cpu_per_message_ms:.2f} ms CPU/msg)"
+        )
+        if relay is not None:
+            line += (
+                f"  | bare relay {relay.rate:7.0f} msg/s ({relay.cpu_per_message_ms:.2f} ms CPU/msg)"
+                f"  | ratio {ratio(outcome.rate, relay.rate)}, CPU per message ratio"
+                f" {ratio(relay.cpu_per_message_ms, outcome.cpu_per_message_ms)}"
             )
-            if relay is not None:
-                line += (
-                    f"  | bare relay {relay.rate:7.0f} msg/s ({relay.cpu_per_message_ms:.2f} ms CPU/msg)"
-                    f"  | ratio {ratio(outcome.rate, relay.rate)}, CPU per message ratio"
-                    f" {ratio(relay.cpu_per_message_ms, outcome.cpu_per_message_ms)}"
-                )
-            rows.append((name, line))
-            print_table(f"ingest, {name}", rows[-1:])
-        print_table("ingest (skylift vs the bare amqtt relay, same message mix, same run)", rows)
-        return 0
-    except (BenchError, httpx.HTTPError, OSError) as exc:
-        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        rows.append((name, line))
+        print_table(f"ingest, {name}", rows[-1:])
+    print_table("ingest (skylift vs the bare amqtt relay, same message mix, same run)", rows)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

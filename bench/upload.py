@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import sys
 import time
 
 import httpx
 
-from fleetkit import print_table, ratio, skylift_in_tempdir
+from fleetkit import print_table, ratio, run, skylift_in_tempdir
 from upload_download import (
     CHUNK,
     MIB,
@@ -93,15 +92,11 @@ def main() -> int:
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    try:
-        with skylift_in_tempdir("skylift-upload-") as server:
-            rows = measure(server, args.size_mb, args.repeat)
-    except (BenchError, httpx.HTTPError, OSError) as exc:
-        print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    with skylift_in_tempdir("skylift-upload-") as server:
+        rows = measure(server, args.size_mb, args.repeat)
     print_table(f"upload of a {args.size_mb} MiB file", rows)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

@@ -28,12 +28,12 @@ from skylift.campaigns.state import (
     VersionReported,
     transition,
 )
+from skylift.db.chunks import id_chunks
 from skylift.packages.models import Package
 from skylift.registry import service as registry
 
 # Open attempts of the devices whose reports a batch applies, loaded at once (see `preload_open_attempts`).
 _OPEN_KEY = "skylift_open_attempts"
-_IDS_PER_STATEMENT = 500
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
 
@@ -43,8 +43,7 @@ async def preload_open_attempts(session: AsyncSession, device_ids: Collection[in
     join the set as they change (`apply_event`)."""
     known: dict[int, list[CampaignDevice]] = session.info.setdefault(_OPEN_KEY, {})
     wanted = sorted(set(device_ids) - known.keys())
-    for start in range(0, len(wanted), _IDS_PER_STATEMENT):
-        chunk = wanted[start : start + _IDS_PER_STATEMENT]
+    for chunk in id_chunks(wanted):
         rows = await session.scalars(
             select(CampaignDevice).where(
                 CampaignDevice.device_id.in_(chunk), CampaignDevice.state.in_(IN_PROGRESS_STATES)

@@ -37,6 +37,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from skylift.db.chunks import id_chunks
 from skylift.db.session import Database, after_commit, current_batch
 from skylift.devices.credentials import identity_for
 from skylift.devices.identity import DeviceIdentity, LoginStyle
@@ -58,7 +59,6 @@ CYCLE_ITEMS = 500  # at most this many items applied in one cycle
 RETRY_SECONDS = 1.0  # after a cycle failed to commit
 YIELD_SECONDS = 0.1  # at most this long between two cycles while other connections use the database
 STOP_SECONDS = 10.0  # at shutdown, how long queued items are still applied
-_IDS_PER_STATEMENT = 500
 # A token device's topics carry its access token, which is sealed at rest: the inbox keeps this mark in
 # its place and the replay puts back the token of the identity it rebuilds from the device's row.
 _TOKEN_MARK = "{access_token}"
@@ -309,8 +309,7 @@ class Inbox:
 
     @staticmethod
     async def _forget(session: AsyncSession, row_ids: Sequence[int]) -> None:
-        for start in range(0, len(row_ids), _IDS_PER_STATEMENT):
-            chunk = row_ids[start : start + _IDS_PER_STATEMENT]
+        for chunk in id_chunks(row_ids):
             statement = delete(InboxMessage).where(InboxMessage.id.in_(chunk))
             await session.execute(statement.execution_options(synchronize_session=False))
 
@@ -345,8 +344,7 @@ class Inbox:
                 return
             devices: dict[int, Device] = {}
             device_ids = sorted({row.device_id for row in rows})
-            for start in range(0, len(device_ids), _IDS_PER_STATEMENT):
-                chunk = device_ids[start : start + _IDS_PER_STATEMENT]
+            for chunk in id_chunks(device_ids):
                 found = await session.scalars(
                     select(Device).where(Device.id.in_(chunk)).options(selectinload(Device.product))
                 )

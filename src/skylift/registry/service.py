@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from skylift.db.chunks import id_chunks
 from skylift.kit import sealing
 from skylift.kit.errors import Conflict, Invalid, NotFound
 from skylift.registry.models import DEFAULT_MODULE, Device, DeviceVersion, Module, Product
@@ -406,8 +407,7 @@ async def preload_versions(session: AsyncSession, device_ids: Collection[int]) -
     need no query each."""
     known: dict[int, dict[str, DeviceVersion]] = session.info.setdefault(_VERSIONS_KEY, {})
     wanted = sorted(set(device_ids) - known.keys())
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in id_chunks(wanted):
         for device_id in chunk:
             known[device_id] = {}
         for row in await session.scalars(select(DeviceVersion).where(DeviceVersion.device_id.in_(chunk))):
