@@ -13,7 +13,7 @@ import pytest
 from skylift_testkit import Fleet, firmware, running_server
 
 MAX_EXAMPLES = 60
-SEED = 20_251_129
+SEED = int(os.environ.get("SKYLIFT_SCHEMATHESIS_SEED", "20251129"))
 
 
 @pytest.mark.timeout(1200)  # the subprocess has 900 s; the shifted-date run is the slow one
@@ -30,35 +30,36 @@ def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
         # libfaketime's wrappers of every clock read make hypothesis's generation many times slower.
         client_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
         started = time.monotonic()
-        run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "schemathesis.cli",
-                "run",
-                f"{server.http_url}/openapi.json",
-                "--header",
-                f"Authorization: Bearer {server.admin_token}",
-                "--checks",
-                "not_a_server_error",
-                "--max-examples",
-                str(MAX_EXAMPLES),
-                "--seed",
-                str(SEED),
-                "--workers",
-                "1",
-                "--generation-database",
-                "none",
-                "--request-timeout",
-                "30",
-                "--no-color",
-            ],
-            cwd=tmp_path,
-            env=client_env,
-            capture_output=True,
-            text=True,
-            timeout=900,  # about 1 min here, 2-4 min under the shifted-date run
-        )
+        command = [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{server.http_url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {server.admin_token}",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--seed",
+            str(SEED),
+            "--workers",
+            "1",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "30",
+            "--no-color",
+        ]
+        try:
+            run = subprocess.run(
+                command, cwd=tmp_path, env=client_env, capture_output=True, text=True, timeout=900
+            )  # about 1 min here, 2-4 min under the shifted-date run
+        except subprocess.TimeoutExpired as stuck:
+            output = stuck.output.decode(errors="replace") if isinstance(stuck.output, bytes) else stuck.output or ""
+            report = f"schemathesis stuck; its output:\n{output[-4000:]}\nserver:\n{server.log()[-8000:]}"
+            raise AssertionError(report) from None
         elapsed = time.monotonic() - started
         report = run.stdout[-6000:] + run.stderr[-2000:]
         assert run.returncode == 0, report
