@@ -12,11 +12,11 @@ import pytest
 
 from skylift_testkit import Fleet, firmware, running_server
 
-MAX_EXAMPLES = 60
+MAX_EXAMPLES = 30  # about 45 s here; the shifted-date server runs it about 6x slower
 SEED = int(os.environ.get("SKYLIFT_SCHEMATHESIS_SEED", "20251129"))
 
 
-@pytest.mark.timeout(1200)  # the subprocess has 900 s; the shifted-date run is the slow one
+@pytest.mark.timeout(1800)  # the subprocess has 1500 s; the shifted-date run is the slow one
 def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
     # Its own server: schemathesis changes settings and rotates credentials that other tests rely on.
     with running_server(tmp_path / "data") as server, server.api() as api:
@@ -53,9 +53,7 @@ def test_no_generated_request_gets_a_server_error(tmp_path: Path) -> None:
             "--no-color",
         ]
         try:
-            run = subprocess.run(
-                command, cwd=tmp_path, env=client_env, capture_output=True, text=True, timeout=900
-            )  # about 1 min here, 2-4 min under the shifted-date run
+            run = subprocess.run(command, cwd=tmp_path, env=client_env, capture_output=True, text=True, timeout=1500)
         except subprocess.TimeoutExpired as stuck:
             output = stuck.output.decode(errors="replace") if isinstance(stuck.output, bytes) else stuck.output or ""
             report = f"schemathesis stuck; its output:\n{output[-4000:]}\nserver:\n{server.log()[-8000:]}"
