@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from skylift.campaigns import policy
-from skylift.campaigns.attempts import apply_event, new_attempt, next_rank
+from skylift.campaigns.attempts import apply_event, attempt_values, next_rank
 from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.campaigns.queries import OPEN_STATES, pairs
 from skylift.campaigns.state import Canceled, DeviceState
@@ -19,20 +19,27 @@ from skylift.packages.models import Package
 from skylift.registry.models import Device, DeviceVersion
 
 
-def _matches_target(campaign: Campaign, device: Device, reported: str | None) -> bool:
+class _Candidate(NamedTuple):
+    """What admission needs of a device (a whole row each would cost a fleet several seconds)."""
+
+    id: int
+    tags: list[str] | None
+
+
+def _matches_target(campaign: Campaign, device: _Candidate, reported: str | None) -> bool:
     target = campaign.target or {"all": True}
     if target.get("device_ids") and device.id not in target["device_ids"]:
         return False
     if target.get("tags") and not set(target["tags"]) & set(device.tags or []):
         return False
-    if target.get("percent") and not policy.in_share(device.product_id, device.id, float(target["percent"])):
+    if target.get("percent") and not policy.in_share(campaign.product_id, device.id, float(target["percent"])):
         return False
     if campaign.source_versions:
         return reported is not None and any(same_version(reported, v) for v in campaign.source_versions)
     return True
 
 
-async def admit(session: AsyncSession, campaign: Campaign, package: Package, now: datetime) -> list[CampaignDevice]:
+async def admit(session: AsyncSession, campaign: Campaign, package: Package, now: datetime) -> int:
     """Add the product's devices that match the campaign and are not in it yet.
 
     A device already on the target version is recorded as skipped; so, in a static campaign, is a
@@ -41,19 +48,17 @@ async def admit(session: AsyncSession, campaign: Campaign, package: Package, now
     attempts (they are canceled). A dynamic campaign leaves those two for a later admission. The
     rest are ordered by a stable pseudo-random rank and split into the staged groups; late arrivals
     join the group being rolled out. One module never has two open attempts on one device.
+    Returns how many devices joined.
     """
     known = select(CampaignDevice.device_id).where(CampaignDevice.campaign_id == campaign.id)
-    candidates = list(
-        (
-            await session.scalars(
-                select(Device)
-                .where(Device.product_id == campaign.product_id, Device.deleted_at.is_(None), Device.id.not_in(known))
-                .options(selectinload(Device.product))
-            )
-        ).all()
+    rows = await session.execute(
+        select(Device.id, Device.tags).where(
+            Device.product_id == campaign.product_id, Device.deleted_at.is_(None), Device.id.not_in(known)
+        )
     )
+    candidates = [_Candidate(device_id, tags) for device_id, tags in rows.tuples()]
     if not candidates:
-        return []
+        return 0
     ids = [d.id for d in candidates]
     reported: dict[int, str] = await pairs(
         session,
@@ -63,7 +68,7 @@ async def admit(session: AsyncSession, campaign: Campaign, package: Package, now
     )
     busy = await _open_elsewhere(session, campaign, package, ids)
     matching = [d for d in candidates if _matches_target(campaign, d, reported.get(d.id))]
-    matching.sort(key=lambda d: policy.stable_share(d.product_id, d.id))
+    matching.sort(key=lambda d: policy.stable_share(campaign.product_id, d.id))
     skips = {d.id: _skip_reason(campaign, package, reported.get(d.id), busy.get(d.id)) for d in matching}
     if campaign.mode == "dynamic":
         # Not on the diff's source yet, or busy: such a device may be taken at a later admission.
@@ -71,30 +76,29 @@ async def admit(session: AsyncSession, campaign: Campaign, package: Package, now
     first_admission = campaign.started_at is None and not await _has_attempts(session, campaign)
     rank = await next_rank(session, campaign)
     bounds = policy.group_bounds(sum(1 for d in matching if skips[d.id] is None), campaign.groups or [100])
-    added: list[CampaignDevice] = []
+    added: list[dict[str, Any]] = []
     position = 0
     for device in matching:
-        attempt = new_attempt(campaign, package, device.id, rank)
+        row = attempt_values(campaign, package, device.id, rank, now)
         reason = skips[device.id]
         if reason is not None:
-            attempt.state = DeviceState.SKIPPED.value
-            attempt.step_desc = f"already on {reported[device.id]}" if reason == _ON_TARGET else reason
-            attempt.finished_at = now
+            row["state"] = DeviceState.SKIPPED.value
+            row["step_desc"] = f"already on {reported[device.id]}" if reason == _ON_TARGET else reason
+            row["finished_at"] = now
         else:
             for other in busy.get(device.id, []):
                 apply_event(other, Canceled(), now)  # supersede: never two open attempts for one module
                 other.step_desc = f"superseded by campaign {campaign.id}"
             if first_admission:
-                attempt.group_index = policy.group_index(position, bounds)
+                row["group_index"] = policy.group_index(position, bounds)
                 position += 1
             else:
-                attempt.group_index = campaign.current_group
-        attempt.device = device
+                row["group_index"] = campaign.current_group
         rank += 1
-        added.append(attempt)
-    session.add_all(added)
-    await session.flush()
-    return added
+        added.append(row)
+    # One statement for the lot, and no ORM object each: a fleet of 10,000 joins in a fraction of a second.
+    await session.execute(insert(CampaignDevice), added)
+    return len(added)
 
 
 _ON_TARGET = "on target"

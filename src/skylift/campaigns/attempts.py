@@ -6,9 +6,10 @@ payload. A notice that becomes due is a row in the outbox (campaigns/outbox.py).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,31 +95,40 @@ def apply_event(attempt: CampaignDevice, event: Event, now: datetime) -> Attempt
     return after
 
 
-def notify(session: AsyncSession, attempt: CampaignDevice, now: datetime) -> bool:
-    """A pending attempt becomes notified, and its notice a row in the outbox, in one transaction."""
-    if apply_event(attempt, Notified(), now) is None:
-        return False
-    outbox.enqueue(session, attempt, now)
-    return True
+async def notify(session: AsyncSession, attempts: Sequence[CampaignDevice], now: datetime) -> int:
+    """Pending attempts become notified, and their notices rows in the outbox, in one transaction.
+
+    Returns how many were notified. The rows are written in one statement, however many there are."""
+    notified = [attempt for attempt in attempts if apply_event(attempt, Notified(), now) is not None]
+    await outbox.enqueue(session, notified, now)
+    return len(notified)
 
 
-def new_attempt(
-    campaign: Campaign, package: Package, device_id: int, rank: int, group_index: int = 0
-) -> CampaignDevice:
+def attempt_values(campaign: Campaign, package: Package, device_id: int, rank: int, now: datetime) -> dict[str, Any]:
+    """The columns of a device's new pending attempt at the campaign's package (group 0 unless set)."""
+    return {
+        "campaign_id": campaign.id,
+        "device_id": device_id,
+        "module": package.module,
+        "target_version": package.version,
+        "state": DeviceState.PENDING.value,
+        "rank": rank,
+        "group_index": 0,
+        "progress": 0,
+        "step_desc": "",
+        "failure_reason": None,
+        "attempts": 0,
+        "awaiting_version_report": False,
+        "notified_at": None,
+        "finished_at": None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def new_attempt(campaign: Campaign, package: Package, device_id: int, rank: int, now: datetime) -> CampaignDevice:
     """A device's pending attempt at the campaign's package, not yet added to the session."""
-    return CampaignDevice(
-        campaign_id=campaign.id,
-        device_id=device_id,
-        module=package.module,
-        target_version=package.version,
-        state=DeviceState.PENDING.value,
-        rank=rank,
-        group_index=group_index,
-        progress=0,
-        step_desc="",
-        attempts=0,
-        awaiting_version_report=False,
-    )
+    return CampaignDevice(**attempt_values(campaign, package, device_id, rank, now))
 
 
 async def next_rank(session: AsyncSession, campaign: Campaign) -> int:
@@ -160,7 +170,7 @@ async def version_reported(
     for attempt in await _open_attempts(session, device_id, module_name):
         after = apply_event(attempt, VersionReported(version, attempt.target_version), now)
         if after is not None and after.redeliver:
-            outbox.enqueue(session, attempt, now)
+            await outbox.enqueue(session, [attempt], now)
         if attempt.state in FINAL_STATES:
             finished.add(attempt.campaign_id)
     return finished

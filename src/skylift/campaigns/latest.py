@@ -178,7 +178,7 @@ async def _join(
         select(CampaignDevice).where(CampaignDevice.campaign_id == campaign.id, CampaignDevice.device_id == device_id)
     )
     if attempt is None:
-        attempt = new_attempt(campaign, package, device_id, await next_rank(session, campaign))
+        attempt = new_attempt(campaign, package, device_id, await next_rank(session, campaign), now)
         session.add(attempt)
         if reported is not None:
             before = dict(campaign.versions_before or {})

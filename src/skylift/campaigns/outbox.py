@@ -9,9 +9,10 @@ PostgreSQL rows are claimed with SKIP LOCKED, so replicas never send the same ro
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -30,13 +31,19 @@ def new_message_id() -> int:
     return 1_000_000_000 + secrets.randbelow(9_000_000_000)
 
 
-def enqueue(session: AsyncSession, attempt: CampaignDevice, now: datetime) -> NoticeOutbox:
-    """The attempt's notice is due: it goes out once the device can hear it."""
-    row = NoticeOutbox(device_id=attempt.device_id, message_id=new_message_id(), created_at=now)
-    row.attempt = attempt
-    session.add(row)
+async def enqueue(session: AsyncSession, attempts: Sequence[CampaignDevice], now: datetime) -> None:
+    """The notices of these attempts (rows already in the database) are due: they go out once each device
+    can hear them. One statement writes them all."""
+    if not attempts:
+        return
+    if any(a.id is None for a in attempts):
+        await session.flush()  # an attempt created in this transaction gets its id
+    rows = [
+        {"attempt_id": a.id, "device_id": a.device_id, "message_id": new_message_id(), "created_at": now}
+        for a in attempts
+    ]
+    await session.execute(insert(NoticeOutbox), rows)
     signal_after_commit(session, NOTICES_DUE)
-    return row
 
 
 async def claim(session: AsyncSession, limit: int) -> list[NoticeOutbox]:

@@ -189,9 +189,10 @@ async def _notify_pending(session: AsyncSession, campaign: Campaign, now: dateti
         CampaignDevice.group_index <= campaign.current_group,
         claim=True,
     )
+    hearing: list[CampaignDevice] = []
     for attempt in pending:
-        if allowance is not None and allowance <= 0:
-            return
+        if allowance is not None and len(hearing) >= allowance:
+            break
         device = attempt.device
         if campaign.offline == "deliver_on_connect":
             # Only a device that listens can hear the notice; the others get it when they do.
@@ -201,8 +202,8 @@ async def _notify_pending(session: AsyncSession, campaign: Campaign, now: dateti
             apply_event(attempt, Unreachable(), now)
             continue
         # The outbox row waits until the device listens (a device that just connected subscribes next).
-        if notify(session, attempt, now) and allowance is not None:
-            allowance -= 1
+        hearing.append(attempt)
+    await notify(session, hearing, now)
 
 
 def _window(campaign: Campaign) -> policy.Window | None:
