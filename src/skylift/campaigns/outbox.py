@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from skylift.campaigns.models import Campaign, CampaignDevice, NoticeOutbox
 from skylift.campaigns.queries import IN_PROGRESS_STATES
+from skylift.db.chunks import id_chunks
 from skylift.db.session import signal_after_commit
 from skylift.packages.models import Package
 from skylift.registry.models import Device
@@ -36,8 +38,8 @@ async def enqueue(session: AsyncSession, attempts: Sequence[CampaignDevice], now
     can hear them. One statement writes them all."""
     if not attempts:
         return
-    if any(a.id is None for a in attempts):
-        await session.flush()  # an attempt created in this transaction gets its id
+    # Attempts created in this transaction get their ids, and their changes land before the rows.
+    await session.flush()
     rows = [
         {"attempt_id": a.id, "device_id": a.device_id, "message_id": new_message_id(), "created_at": now}
         for a in attempts
@@ -46,10 +48,26 @@ async def enqueue(session: AsyncSession, attempts: Sequence[CampaignDevice], now
     signal_after_commit(session, NOTICES_DUE)
 
 
-async def claim(session: AsyncSession, limit: int) -> list[NoticeOutbox]:
-    """Unsent rows whose device listens now, oldest first, with what composing them needs loaded."""
+@dataclass(frozen=True)
+class Due:
+    """A claimed row: what its notice is composed from, and the device it goes to (product loaded)."""
+
+    id: int
+    message_id: int
+    attempt_id: int
+    attempt_number: int
+    campaign: Campaign
+    device: Device
+
+
+async def claim(session: AsyncSession, limit: int) -> list[Due]:
+    """Unsent rows whose device listens now, oldest first, with what composing them needs loaded.
+
+    Each campaign of the batch (its package and files) is loaded once, not once per row."""
     query = (
-        select(NoticeOutbox)
+        select(
+            NoticeOutbox.id, NoticeOutbox.message_id, CampaignDevice.id, CampaignDevice.attempts, Campaign.id, Device
+        )
         .join(Device, Device.id == NoticeOutbox.device_id)
         .join(CampaignDevice, CampaignDevice.id == NoticeOutbox.attempt_id)
         .join(Campaign, Campaign.id == CampaignDevice.campaign_id)
@@ -65,17 +83,30 @@ async def claim(session: AsyncSession, limit: int) -> list[NoticeOutbox]:
         )
         .order_by(NoticeOutbox.id)
         .limit(limit)
-        .options(
-            selectinload(NoticeOutbox.attempt).selectinload(CampaignDevice.device).selectinload(Device.product),
-            selectinload(NoticeOutbox.attempt)
-            .selectinload(CampaignDevice.campaign)
-            .selectinload(Campaign.package)
-            .selectinload(Package.files),
-        )
+        .options(selectinload(Device.product))
     )
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True, of=NoticeOutbox)
-    return list((await session.scalars(query)).all())
+    rows = list((await session.execute(query)).tuples())
+    campaign_ids = {campaign_id for *_, campaign_id, _device in rows}
+    campaigns = {
+        c.id: c
+        for c in await session.scalars(
+            select(Campaign)
+            .where(Campaign.id.in_(campaign_ids))
+            .options(selectinload(Campaign.package).selectinload(Package.files))
+        )
+    }
+    return [
+        Due(row_id, message_id, attempt_id, number, campaigns[campaign_id], device)
+        for row_id, message_id, attempt_id, number, campaign_id, device in rows
+    ]
+
+
+async def mark_sent(session: AsyncSession, row_ids: Sequence[int], now: datetime) -> None:
+    """The rows went out (or were dropped): one statement for the batch."""
+    for chunk in id_chunks(row_ids):
+        await session.execute(update(NoticeOutbox).where(NoticeOutbox.id.in_(chunk)).values(sent_at=now))
 
 
 async def waiting(session: AsyncSession) -> int:

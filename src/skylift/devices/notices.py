@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from skylift.campaigns.models import CampaignDevice
+from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.config import Settings
 from skylift.devices.dialects import eztcloud, product_key, token
 from skylift.devices.dialects.base import MessageId, Notice, NoticeFile
@@ -15,9 +16,9 @@ from skylift.packages.urls import download_path
 from skylift.registry.models import Device, Product
 
 
-def download_grant(attempt: CampaignDevice) -> str:
+def download_grant(attempt_id: int, attempt_number: int) -> str:
     """Binds a download URL to one attempt, so that finishing it moves only that attempt."""
-    return f"cd{attempt.id}.{attempt.attempts}"
+    return f"cd{attempt_id}.{attempt_number}"
 
 
 def parse_grant(grant: str) -> tuple[int, int] | None:
@@ -25,6 +26,15 @@ def parse_grant(grant: str) -> tuple[int, int] | None:
     if not head.startswith("cd") or not head[2:].isdigit() or not attempt.isdigit():
         return None
     return int(head[2:]), int(attempt)
+
+
+@dataclass(frozen=True)
+class SharedNotice:
+    """The part of a campaign's notices that is the same for every device: composed once per batch."""
+
+    notice: Notice  # no message id, no URLs yet
+    base_url: str | None  # None: the files are fetched over MQTT in blocks
+    paths: list[str]  # each file's download path, signed per attempt
 
 
 class Notifier:
@@ -44,34 +54,49 @@ class Notifier:
 
     def compose(self, attempt: CampaignDevice, message_id: MessageId, now: datetime) -> Notice:
         """The notice of the attempt (its campaign and package loaded), with URLs valid from `now`."""
-        campaign = attempt.campaign
+        return self.for_attempt(self.shared(attempt.campaign), attempt.id, attempt.attempts, message_id, now)
+
+    def shared(self, campaign: Campaign) -> SharedNotice:
+        """What every notice of the campaign (its package loaded) has in common, composed once."""
         package = campaign.package
         # Over MQTT the device fetches blocks of stream `attempt.id`, file `file.id` (see mqtt_blocks.py).
         stream = campaign.protocol == "mqtt"
-        base = "" if stream else self.base_url(campaign.protocol)
-        grant = download_grant(attempt)
-        ttl = self._settings.download_url_ttl_seconds
         files = [
             NoticeFile(
                 name=f.name,
                 size=f.size,
-                url=None if stream else self._signer.sign(base, download_path(f), ttl, now, grant),
+                url=None,
                 md5=f.md5,
                 sha256=f.sha256,
                 stream_file_id=f.id if stream else None,
             )
             for f in package.files
         ]
-        return Notice(
-            message_id=message_id,
+        notice = Notice(
+            message_id=0,
             module=package.module,
             version=package.version,
             sign_method=package.sign_method,
             files=files,
             ext_data=dict(campaign.ext_data or {}),
             is_diff=package.type == "diff",
-            stream_id=attempt.id if stream else None,
         )
+        paths = [download_path(f) for f in package.files]
+        return SharedNotice(notice, None if stream else self.base_url(campaign.protocol), paths)
+
+    def for_attempt(
+        self, shared: SharedNotice, attempt_id: int, attempt_number: int, message_id: MessageId, now: datetime
+    ) -> Notice:
+        """One attempt's notice: its message id, and its own signed URLs (or its stream over MQTT)."""
+        if shared.base_url is None:
+            return replace(shared.notice, message_id=message_id, stream_id=attempt_id)
+        grant = download_grant(attempt_id, attempt_number)
+        ttl = self._settings.download_url_ttl_seconds
+        files = [
+            replace(file, url=self._signer.sign(shared.base_url, path, ttl, now, grant))
+            for file, path in zip(shared.notice.files, shared.paths, strict=True)
+        ]
+        return replace(shared.notice, message_id=message_id, files=files)
 
 
 def addressed(device: Device, product: Product, notice: Notice) -> tuple[str, bytes]:

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from skylift.campaigns import outbox
 from skylift.db.session import Database
-from skylift.devices.notices import Notifier, addressed
+from skylift.devices.notices import Notifier, SharedNotice, addressed
 from skylift.kit import metrics
 from skylift.kit.clock import Clock
 from skylift.kit.loop import Loop
@@ -53,19 +53,24 @@ class NoticeRelay(Loop):
         async with self.database.transaction() as session:
             rows = await outbox.claim(session, BATCH)
             now = self.clock.now()
+            shared: dict[int, SharedNotice] = {}
             for row in rows:
-                attempt = row.attempt
                 try:
-                    notice = self.notifier.compose(attempt, row.message_id, now)
-                    topic, payload = addressed(attempt.device, attempt.device.product, notice)
+                    campaign = row.campaign
+                    if campaign.id not in shared:
+                        shared[campaign.id] = self.notifier.shared(campaign)
+                    notice = self.notifier.for_attempt(
+                        shared[campaign.id], row.attempt_id, row.attempt_number, row.message_id, now
+                    )
+                    topic, payload = addressed(row.device, row.device.product, notice)
                     await self.publish(topic, payload)
                 except Exception:
                     # A notice that cannot be composed (a setting changed since) must not block the others.
-                    log.exception("notice %s for attempt %s could not be sent; dropped", row.id, attempt.id)
+                    log.exception("notice %s for attempt %s could not be sent; dropped", row.id, row.attempt_id)
                     metrics.NOTICES_DROPPED.labels(reason="not composable").inc()
                 else:
                     metrics.NOTICES_SENT.inc()
-                row.sent_at = now
+            await outbox.mark_sent(session, [row.id for row in rows], now)
         return len(rows)
 
     async def _prune(self) -> None:
