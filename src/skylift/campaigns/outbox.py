@@ -34,11 +34,11 @@ def new_message_id() -> int:
 
 
 async def enqueue(session: AsyncSession, attempts: Sequence[CampaignDevice], now: datetime) -> None:
-    """The notices of these attempts (rows already in the database) are due: they go out once each device
-    can hear them. One statement writes them all."""
+    """The notices of these attempts are due: they go out once each device can hear them.
+
+    One statement writes them all, after a flush that gives attempts new in this transaction their ids."""
     if not attempts:
         return
-    # Attempts created in this transaction get their ids, and their changes land before the rows.
     await session.flush()
     rows = [
         {"attempt_id": a.id, "device_id": a.device_id, "message_id": new_message_id(), "created_at": now}
