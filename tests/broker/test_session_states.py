@@ -6,7 +6,7 @@ import pytest
 from amqtt.session import Session
 from transitions import MachineError
 
-from skylift.broker.embedded import SessionStates
+from skylift.broker.sessions import SessionStates, sessions_to_drop
 
 
 def test_every_amqtt_session_gets_the_light_states() -> None:
@@ -39,3 +39,27 @@ def test_disconnecting_a_new_or_disconnected_session_is_allowed() -> None:
     session.transitions.disconnect()
     session.transitions.disconnect()
     assert session.transitions.state == "disconnected"
+
+
+def test_only_sessions_that_left_and_keep_nothing_are_dropped() -> None:
+    def session(client_id: str, clean: bool) -> Session:
+        made = Session()
+        made.client_id = client_id
+        made.clean_session = clean
+        made.username = "device"
+        made.transitions.connect()
+        return made
+
+    stays, leaves, keeps, replaced = (
+        session("stays", True),
+        session("leaves", True),
+        session("keeps", False),
+        session("replaced", True),
+    )
+    for left in (leaves, keeps, replaced):
+        left.transitions.disconnect()
+    newer = session("replaced", True)  # the device came back on a new session
+    sessions = {s.client_id: (s, None) for s in (stays, leaves, keeps, newer)}
+    assert sessions_to_drop(sessions) == ["leaves"]
+    leaves.transitions.connect()  # it came back before the monitor looked
+    assert sessions_to_drop(sessions) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from skylift.db.chunks import id_chunks
 from skylift.devices.identity import DeviceIdentity, LoginStyle
 from skylift.kit import sealing
 from skylift.registry.models import Device, Product
@@ -123,12 +125,55 @@ async def _by_key(session: AsyncSession, product_key: str, device_name: str) -> 
 async def by_token(session: AsyncSession, access_token: str) -> DeviceIdentity | None:
     if not access_token or len(access_token) > MAX_CREDENTIAL_LENGTH:
         return None
-    device = await session.scalar(
-        select(Device)
-        .where(Device.token_digest.in_(sealing.keyring().digests(access_token)), Device.enabled.is_(True))
-        .options(selectinload(Device.product))
-    )
-    return identity_for(device, LoginStyle.TOKEN) if device is not None else None
+    digests = sealing.keyring().digests(access_token)
+    return _token_identity(await _by_digests(session, digests), digests)
+
+
+def _token_identity(devices: dict[str, Device], digests: Sequence[str]) -> DeviceIdentity | None:
+    """The token device among `devices` with one of the digests of its token, if any."""
+    found = [devices[digest] for digest in digests if digest in devices]
+    return identity_for(found[0], LoginStyle.TOKEN) if found else None
+
+
+@dataclass(frozen=True)
+class Login:
+    """What an MQTT CONNECT presents."""
+
+    username: str | None
+    password: str | None
+    client_id: str | None
+
+
+async def authenticate_many(session: AsyncSession, logins: Sequence[Login]) -> list[DeviceIdentity | None]:
+    """`authenticate` for many CONNECTs at once (a fleet connecting): the token logins among them are
+    looked up in one query; the answers come in the order of `logins`."""
+    keyring = sealing.keyring()
+    digests = {
+        login.username: keyring.digests(login.username)
+        for login in logins
+        if login.username and "&" not in login.username and len(login.username) <= MAX_CREDENTIAL_LENGTH
+    }
+    devices = await _by_digests(session, sorted({digest for each in digests.values() for digest in each}))
+    answers: list[DeviceIdentity | None] = []
+    for login in logins:
+        if login.username in digests:
+            answers.append(_token_identity(devices, digests[login.username]))
+        else:
+            answers.append(await authenticate(session, login.username, login.password, login.client_id))
+    return answers
+
+
+async def _by_digests(session: AsyncSession, digests: Sequence[str]) -> dict[str, Device]:
+    """The enabled devices whose stored access-token digest is one of `digests`, by that digest."""
+    found: dict[str, Device] = {}
+    for chunk in id_chunks(digests):
+        devices = await session.scalars(
+            select(Device)
+            .where(Device.token_digest.in_(chunk), Device.enabled.is_(True))
+            .options(selectinload(Device.product))
+        )
+        found.update((device.token_digest, device) for device in devices)
+    return found
 
 
 async def authenticate(

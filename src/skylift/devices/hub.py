@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,7 @@ from skylift.devices.notices import Notifier, parse_grant
 from skylift.devices.topics import Route, command_topic, gateway_command_topic, route, topic_matches, upgrade_topic
 from skylift.kit import metrics
 from skylift.kit.clock import Clock, SystemClock
+from skylift.kit.coalesce import Coalescer
 from skylift.packages.storage import LocalStorage
 from skylift.registry import service as registry_service
 
@@ -67,6 +68,9 @@ class DeviceHub:
         self.wake_engine: Callable[[int | None], None] | None = None
         self._publisher: Publisher | None = None
         self._disconnector: Disconnector | None = None
+        self._logins = Coalescer(self._log_in, "device logins")
+        self._connects = Coalescer(self._connect, "connection marks")
+        self._disconnects = Coalescer(self._disconnect, "disconnection marks")
 
     def attach_publisher(self, publisher: Publisher, disconnector: Disconnector | None = None) -> None:
         self._publisher = deferred_in_batches(publisher)
@@ -85,20 +89,36 @@ class DeviceHub:
     async def authenticate(
         self, username: str | None, password: str | None, client_id: str | None
     ) -> DeviceIdentity | None:
-        async with self.database.transaction() as session:
-            return await credentials.authenticate(session, username, password, client_id)
+        return await self._logins(credentials.Login(username, password, client_id))
 
     async def connected(self, identity: DeviceIdentity) -> int:
+        """Record a live connection; its epoch tells a stale disconnect apart."""
+        return await self._connects(identity)
+
+    async def disconnected(self, identity: DeviceIdentity, epoch: int) -> None:
+        await self._disconnects((identity.device_id, epoch))
+
+    # A fleet that connects at once logs in, connects and leaves in shared transactions (kit/coalesce.py).
+
+    async def _log_in(self, logins: Sequence[credentials.Login]) -> list[DeviceIdentity | None]:
+        async with self.database.transaction() as session:
+            return await credentials.authenticate_many(session, logins)
+
+    async def _connect(self, identities: Sequence[DeviceIdentity]) -> list[int]:
         # A new connection hears nothing until it subscribes again (clean sessions start empty), or the
         # broker tells what it holds already (a kept session, the broker's own `_ss=1` subscriptions).
         async with self.database.transaction() as session:
-            epoch = await device_service.mark_connected(session, identity, self.clock.now())
-        self._wake_engine(identity.product_id)
-        return epoch
+            epochs = await device_service.mark_connected(session, identities, self.clock.now())
+        for product_id in {identity.product_id for identity in identities}:
+            self._wake_engine(product_id)
+        return epochs
 
-    async def disconnected(self, identity: DeviceIdentity, epoch: int) -> None:
+    async def _disconnect(self, connections: Sequence[tuple[int, int]]) -> list[None]:
+        now = self.clock.now()
         async with self.database.transaction() as session:
-            await device_service.mark_disconnected(session, identity.device_id, epoch, self.clock.now())
+            for device_id, epoch in connections:
+                await device_service.mark_disconnected(session, device_id, epoch, now)
+        return [None] * len(connections)
 
     async def download_finished(self, grant: str) -> None:
         parsed = parse_grant(grant)

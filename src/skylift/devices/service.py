@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.campaigns import attempts
+from skylift.db.chunks import id_chunks
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.topics import gateway_command_topic
 from skylift.kit import sealing
@@ -58,27 +61,55 @@ async def mark_seen(session: AsyncSession, device_id: int, now: datetime) -> Non
     await session.execute(update(Device).where(Device.id == device_id).values(last_seen_at=now))
 
 
-async def mark_connected(session: AsyncSession, identity: DeviceIdentity, now: datetime) -> int:
-    """Record a new live connection; returns its epoch so a stale disconnect can be told apart."""
-    device = await session.get(Device, identity.device_id)
-    if device is None:
-        return 0
-    device.connection_epoch += 1
-    device.online = True
-    device.last_seen_at = now
-    device.login_style = identity.login_style.value
-    device.login_username = identity.username
+async def mark_connected(session: AsyncSession, identities: Sequence[DeviceIdentity], now: datetime) -> list[int]:
+    """Record new live connections (a fleet's, in a few statements); returns each one's epoch, in order,
+    so that a stale disconnect can be told apart (0 for a device that no longer exists)."""
+    table = cast(Table, Device.__table__)
+    ids = [identity.device_id for identity in identities]
     # A new connection hears nothing until it subscribes (a clean session starts empty); the broker
     # reports the subscriptions a kept session, or `_ss=1`, already has.
-    device.listening = device.relaying = False
-    # Sub-devices are reachable exactly while their gateway is connected, on the username it logged in with.
     await session.execute(
-        update(Device)
-        .where(Device.gateway_id == device.id)
-        .values(online=True, listening=False, command_topic_sealed=_sealed(gateway_command_topic(identity.username)))
+        update(table)
+        .where(table.c.id == bindparam("connected_id"))
+        .values(
+            connection_epoch=table.c.connection_epoch + 1,
+            online=True,
+            listening=False,
+            relaying=False,
+            last_seen_at=now,
+            login_style=bindparam("style"),
+            login_username_sealed=bindparam("username"),
+        ),
+        [
+            {"connected_id": i.device_id, "style": i.login_style.value, "username": _sealed(i.username)}
+            for i in identities
+        ],
     )
-    await session.flush()
-    return device.connection_epoch
+    epochs: dict[int, int] = {}
+    gateways: set[int] = set()
+    for chunk in id_chunks(sorted(set(ids))):
+        current = await session.execute(select(Device.id, Device.connection_epoch).where(Device.id.in_(chunk)))
+        epochs.update(current.tuples().all())
+        gateways.update(await session.scalars(select(Device.gateway_id).where(Device.gateway_id.in_(chunk)).distinct()))
+    # Sub-devices are reachable exactly while their gateway is connected, on the username it logged in with.
+    for identity in identities:
+        if identity.device_id in gateways:
+            await session.execute(
+                update(Device)
+                .where(Device.gateway_id == identity.device_id)
+                .values(
+                    online=True,
+                    listening=False,
+                    command_topic_sealed=_sealed(gateway_command_topic(identity.username)),
+                )
+            )
+    # A device that connected twice in the batch: its earlier connection had the epoch before.
+    later = Counter(ids)
+    answers = []
+    for device_id in ids:
+        later[device_id] -= 1
+        answers.append(epochs[device_id] - later[device_id] if device_id in epochs else 0)
+    return answers
 
 
 async def mark_disconnected(session: AsyncSession, device_id: int, epoch: int, now: datetime) -> bool:
