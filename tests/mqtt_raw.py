@@ -45,10 +45,11 @@ def _string(text: str) -> bytes:
     return len(data).to_bytes(2, "big") + data
 
 
-def connect_packet(client_id: str, username: str, password: str | None = None) -> bytes:
-    """An MQTT 3.1.1 CONNECT: clean session, keepalive 30 s."""
+def connect_packet(client_id: str, username: str, password: str | None = None, keep_alive: int = 30) -> bytes:
+    """An MQTT 3.1.1 CONNECT: clean session, keepalive 30 s unless told."""
     flags = 0x82 | (0x40 if password is not None else 0)
-    body = _string("MQTT") + bytes([4, flags]) + (30).to_bytes(2, "big") + _string(client_id) + _string(username)
+    header = _string("MQTT") + bytes([4, flags]) + keep_alive.to_bytes(2, "big")
+    body = header + _string(client_id) + _string(username)
     if password is not None:
         body += _string(password)
     return bytes([0x10]) + remaining_length(len(body)) + body

@@ -73,7 +73,6 @@ def broker_config(listeners: Sequence[Listener], hub: DeviceHub) -> dict[str, An
         config[listener.name] = entry
     return {
         "listeners": config,
-        "timeout_disconnect_delay": 2,
         "plugins": {f"skylift.broker.plugins.{name}": {"hub": hub} for name in PLUGINS},
     }
 
@@ -133,7 +132,9 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
         writer_adapter = StreamWriterAdapter(writer)
         self._tokens[writer_adapter] = token
         try:
-            gated = GatedReader(StreamReaderAdapter(reader), None, self.limits.max_packet_bytes)
+            gated = GatedReader(
+                StreamReaderAdapter(reader), None, self.limits.max_packet_bytes, abort=writer.transport.abort
+            )
             await self._client_connected(listener_name, gated, writer_adapter)
         finally:
             self._tokens.pop(writer_adapter, None)
@@ -200,10 +201,6 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
 
         if identity.auto_subscribe:
             await self._auto_subscribe(session, identity)
-
-        delay = self.config.get("timeout-disconnect-delay", 0)
-        if session.keep_alive > 0 and isinstance(delay, int):
-            session.keep_alive += delay
         return handler, session
 
     async def _refusal(self, session: Session, address: str, now: float) -> tuple[str, int] | None:
@@ -271,6 +268,8 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
         try:
             await self._serve_session(reader, writer, client_session, handler, listener_name)
         finally:
+            if isinstance(reader, GatedReader):
+                reader.stop_watching()
             if identity is not None:
                 # Shielded: a cancelled connection task must still record that the device left.
                 await asyncio.shield(self.hub.disconnected(identity, epoch))
@@ -303,6 +302,9 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
         await self.plugins_manager.fire_event(
             BrokerEvents.CLIENT_CONNECTED, client_id=session.client_id, client_session=session
         )
+        if isinstance(reader, GatedReader):
+            reader.keep_alive(session.keep_alive)
+            session.keep_alive = 0  # amqtt's reader would read each packet under a timeout that does nothing
         await handler.start()
         await self._publish_session_retained_messages(session)
         if self._retained_messages:

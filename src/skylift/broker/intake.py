@@ -14,6 +14,7 @@ and its in-flight window stays full while its PUBACKs wait.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -84,20 +85,63 @@ class GatedReader(ReaderAdapter):  # type: ignore[misc]
     is known, before its body is read. Until the device has logged in there is no `room` to wait for."""
 
     def __init__(
-        self, inner: ReaderAdapter, room: Callable[[], Awaitable[None]] | None, max_packet: int | None = None
+        self,
+        inner: ReaderAdapter,
+        room: Callable[[], Awaitable[None]] | None,
+        max_packet: int | None = None,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         self._inner = inner
         self.room = room
         self._max_packet = max_packet
         self._left = 0  # bytes of the current packet still to come after its fixed header
         self._length: list[int] | None = None  # remaining-length bytes read so far, inside a fixed header
+        self._abort = abort  # drops the connection at once
+        self._silence_limit = 0.0
+        self._heard_at = 0.0
+        self._watch: asyncio.TimerHandle | None = None
 
     async def read(self, n: int = -1) -> bytes:
         if self._left == 0 and self._length is None and self.room is not None:
             await self.room()
         data: bytes = await self._inner.read(n)
+        if self._watch is not None:
+            self._heard_at = self._watch_loop().time()
         self._count(data)
         return data
+
+    def keep_alive(self, seconds: int) -> None:
+        """Drop the connection when the device sends nothing for 1.5 times its keep-alive ([MQTT-3.1.2-24]).
+
+        amqtt reads each packet under a timeout of the keep-alive (a task per packet) and then does
+        nothing when it runs out, so a device whose network vanished stayed connected; one timer per
+        connection, moved on at most once per keep-alive, does it here instead."""
+        if seconds <= 0 or self._abort is None:
+            return
+        self._silence_limit = 1.5 * seconds
+        self._heard_at = self._watch_loop().time()
+        self._watch = self._watch_loop().call_later(self._silence_limit, self._check_silence)
+
+    def stop_watching(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _check_silence(self) -> None:
+        silent_for = self._watch_loop().time() - self._heard_at
+        if silent_for < self._silence_limit:
+            self._watch = self._watch_loop().call_later(self._silence_limit - silent_for, self._check_silence)
+            return
+        self._watch = None
+        metrics.REFUSED_CONNECTIONS.labels(reason="keep-alive expired").inc()
+        log.info("a device sent nothing for %.0f s (1.5 times its keep-alive); its connection is dropped", silent_for)
+        if self._abort is not None:
+            self._abort()
+
+    @staticmethod
+    def _watch_loop() -> asyncio.AbstractEventLoop:
+        # Scheduling, not logic: the keep-alive runs on the event loop's own monotonic clock.
+        return asyncio.get_running_loop()
 
     def _count(self, data: bytes) -> None:
         at = 0
