@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import object_session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from skylift.campaigns import outbox
 from skylift.campaigns.models import Campaign, CampaignDevice
@@ -29,6 +30,7 @@ from skylift.campaigns.state import (
     VersionReported,
     transition,
 )
+from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
 from skylift.packages.models import Package
 from skylift.registry import service as registry
@@ -95,13 +97,46 @@ def apply_event(attempt: CampaignDevice, event: Event, now: datetime) -> Attempt
     return after
 
 
+# What a pending attempt becomes when notified: the state machine's answer for any pending attempt,
+# which differs from one attempt to the next only in its count of attempts (one more).
+_NOTIFIED = transition(Attempt(), Notified())
+
+
 async def notify(session: AsyncSession, attempts: Sequence[CampaignDevice], now: datetime) -> int:
     """Pending attempts become notified, and their notices rows in the outbox, in one transaction.
 
-    Returns how many were notified. The rows are written in one statement, however many there are."""
-    notified = [attempt for attempt in attempts if apply_event(attempt, Notified(), now) is not None]
-    await outbox.enqueue(session, notified, now)
-    return len(notified)
+    Returns how many were notified. A fleet's attempts change in one UPDATE per 500 and their notices
+    go out in one INSERT (through the ORM, 10,000 attempts took seconds); the loaded objects are told
+    the new values, so the rest of the transaction sees them as if it had read them."""
+    pending = [attempt for attempt in attempts if attempt.state == DeviceState.PENDING.value]
+    if not pending:
+        return 0
+    await session.flush()  # changes still in memory are written first; attempts new here get their ids
+    table = table_of(CampaignDevice)
+    columns = {
+        "state": _NOTIFIED.state.value,
+        "progress": _NOTIFIED.progress,
+        "step_desc": _NOTIFIED.step_desc,
+        "failure_reason": _NOTIFIED.failure_reason,
+        "awaiting_version_report": _NOTIFIED.awaiting_version_report,
+        "updated_at": now,
+        "notified_at": now,
+        "finished_at": None,
+    }
+    added = _NOTIFIED.attempts - Attempt().attempts
+    for chunk in id_chunks([attempt.id for attempt in pending]):
+        await session.execute(
+            update(table)
+            .where(table.c.id.in_(chunk), table.c.state == DeviceState.PENDING.value)
+            .values(**columns, attempts=table.c.attempts + added)
+        )
+    for attempt in pending:
+        for name, value in columns.items():
+            set_committed_value(attempt, name, value)
+        set_committed_value(attempt, "attempts", attempt.attempts + added)
+        _remember_open(attempt)
+    await outbox.enqueue(session, pending, now)
+    return len(pending)
 
 
 def attempt_values(campaign: Campaign, package: Package, device_id: int, rank: int, now: datetime) -> dict[str, Any]:

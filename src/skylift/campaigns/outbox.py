@@ -19,6 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from skylift.campaigns.models import Campaign, CampaignDevice, NoticeOutbox
 from skylift.campaigns.queries import IN_PROGRESS_STATES
+from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
 from skylift.db.session import signal_after_commit
 from skylift.packages.models import Package
@@ -44,7 +45,7 @@ async def enqueue(session: AsyncSession, attempts: Sequence[CampaignDevice], now
         {"attempt_id": a.id, "device_id": a.device_id, "message_id": new_message_id(), "created_at": now}
         for a in attempts
     ]
-    await session.execute(insert(NoticeOutbox), rows)
+    await session.execute(insert(table_of(NoticeOutbox)), rows)
     signal_after_commit(session, NOTICES_DUE)
 
 

@@ -37,6 +37,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
 from skylift.db.session import Database, after_commit, current_batch
 from skylift.devices.credentials import identity_for
@@ -302,7 +303,8 @@ class Inbox:
             for message in messages
         ]
         # Ids in arrival order, so that a replay applies each device's messages in the order it sent them.
-        statement = insert(InboxMessage).returning(InboxMessage.id, sort_by_parameter_order=True)
+        table = table_of(InboxMessage)
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         ids = (await session.execute(statement, rows)).scalars().all()
         for message, row_id in zip(messages, ids, strict=True):
             message.row_id = row_id

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.campaigns import attempts
+from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
 from skylift.devices.identity import DeviceIdentity
 from skylift.devices.topics import gateway_command_topic
@@ -64,7 +64,7 @@ async def mark_seen(session: AsyncSession, device_id: int, now: datetime) -> Non
 async def mark_connected(session: AsyncSession, identities: Sequence[DeviceIdentity], now: datetime) -> list[int]:
     """Record new live connections (a fleet's, in a few statements); returns each one's epoch, in order,
     so that a stale disconnect can be told apart (0 for a device that no longer exists)."""
-    table = cast(Table, Device.__table__)
+    table = table_of(Device)
     ids = [identity.device_id for identity in identities]
     # A new connection hears nothing until it subscribes (a clean session starts empty); the broker
     # reports the subscriptions a kept session, or `_ss=1`, already has.
