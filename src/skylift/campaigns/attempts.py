@@ -15,10 +15,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import object_session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from skylift.campaigns import outbox
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.queries import FINAL_STATES, IN_PROGRESS_STATES, OPEN_STATES
+from skylift.campaigns.queries import FINAL_STATES, IN_PROGRESS_STATES, OPEN_STATES, Reachability
 from skylift.campaigns.state import (
     FINAL,
     Attempt,
@@ -102,16 +103,16 @@ def apply_event(attempt: CampaignDevice, event: Event, now: datetime) -> Attempt
 _NOTIFIED = transition(Attempt(), Notified())
 
 
-async def notify(session: AsyncSession, attempts: Sequence[CampaignDevice], now: datetime) -> int:
+async def notify(session: AsyncSession, attempts: Sequence[Reachability], now: datetime) -> int:
     """Pending attempts become notified, and their notices rows in the outbox, in one transaction.
 
     Returns how many were notified. A fleet's attempts change in one UPDATE per 500 and their notices
-    go out in one INSERT (through the ORM, 10,000 attempts took seconds); the loaded objects are told
-    the new values, so the rest of the transaction sees them as if it had read them."""
-    pending = [attempt for attempt in attempts if attempt.state == DeviceState.PENDING.value]
-    if not pending:
+    go out in one INSERT (through the ORM, 10,000 attempts took seconds). Attempts this transaction
+    has loaded are told the new values, as if it had read them; one whose device's open attempts it
+    preloaded joins them."""
+    if not attempts:
         return 0
-    await session.flush()  # changes still in memory are written first; attempts new here get their ids
+    await session.flush()  # changes still in memory are written before the rows change under them
     table = table_of(CampaignDevice)
     columns = {
         "state": _NOTIFIED.state.value,
@@ -124,19 +125,37 @@ async def notify(session: AsyncSession, attempts: Sequence[CampaignDevice], now:
         "finished_at": None,
     }
     added = _NOTIFIED.attempts - Attempt().attempts
-    for chunk in id_chunks([attempt.id for attempt in pending]):
-        await session.execute(
+    notified = 0
+    for chunk in id_chunks([attempt.id for attempt in attempts]):
+        result = await session.execute(
             update(table)
             .where(table.c.id.in_(chunk), table.c.state == DeviceState.PENDING.value)
             .values(**columns, attempts=table.c.attempts + added)
         )
-    for attempt in pending:
-        for name, value in columns.items():
-            set_committed_value(attempt, name, value)
-        set_committed_value(attempt, "attempts", attempt.attempts + added)
-        _remember_open(attempt)
-    await outbox.enqueue(session, pending, now)
-    return len(pending)
+        notified += int(getattr(result, "rowcount", 0) or 0)
+    await _catch_up(session, attempts, columns, added)
+    await outbox.enqueue(session, [(attempt.id, attempt.device_id) for attempt in attempts], now)
+    return notified
+
+
+async def _catch_up(
+    session: AsyncSession, attempts: Sequence[Reachability], columns: dict[str, Any], added: int
+) -> None:
+    """Loaded attempts learn what `notify` wrote; preloaded open attempts gain the newly notified."""
+    known: dict[int, list[CampaignDevice]] = session.info.get(_OPEN_KEY, {})
+    unloaded = []
+    for attempt in attempts:
+        loaded = session.identity_map.get(identity_key(CampaignDevice, attempt.id))
+        if isinstance(loaded, CampaignDevice):
+            for name, value in columns.items():
+                set_committed_value(loaded, name, value)
+            set_committed_value(loaded, "attempts", loaded.attempts + added)
+            _remember_open(loaded)
+        elif attempt.device_id in known:
+            unloaded.append(attempt.id)
+    for chunk in id_chunks(unloaded):
+        for fresh in await session.scalars(select(CampaignDevice).where(CampaignDevice.id.in_(chunk))):
+            _remember_open(fresh)
 
 
 def attempt_values(campaign: Campaign, package: Package, device_id: int, rank: int, now: datetime) -> dict[str, Any]:
@@ -205,7 +224,7 @@ async def version_reported(
     for attempt in await _open_attempts(session, device_id, module_name):
         after = apply_event(attempt, VersionReported(version, attempt.target_version), now)
         if after is not None and after.redeliver:
-            await outbox.enqueue(session, [attempt], now)
+            await outbox.enqueue(session, [(attempt.id, attempt.device_id)], now)
         if attempt.state in FINAL_STATES:
             finished.add(attempt.campaign_id)
     return finished

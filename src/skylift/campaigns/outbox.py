@@ -34,16 +34,14 @@ def new_message_id() -> int:
     return 1_000_000_000 + secrets.randbelow(9_000_000_000)
 
 
-async def enqueue(session: AsyncSession, attempts: Sequence[CampaignDevice], now: datetime) -> None:
-    """The notices of these attempts are due: they go out once each device can hear them.
-
-    One statement writes them all, after a flush that gives attempts new in this transaction their ids."""
+async def enqueue(session: AsyncSession, attempts: Sequence[tuple[int, int]], now: datetime) -> None:
+    """The notices of these attempts, as (attempt id, device id), are due: they go out once each device
+    can hear them. One statement writes them all."""
     if not attempts:
         return
-    await session.flush()
     rows = [
-        {"attempt_id": a.id, "device_id": a.device_id, "message_id": new_message_id(), "created_at": now}
-        for a in attempts
+        {"attempt_id": attempt_id, "device_id": device_id, "message_id": new_message_id(), "created_at": now}
+        for attempt_id, device_id in attempts
     ]
     await session.execute(insert(table_of(NoticeOutbox)), rows)
     signal_after_commit(session, NOTICES_DUE)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,3 +51,30 @@ async def attempts_where(
     if claim and session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True, of=CampaignDevice)
     return list((await session.scalars(query)).all())
+
+
+class Reachability(NamedTuple):
+    """A pending attempt as the notice step needs it: no ORM object for each of a fleet's attempts."""
+
+    id: int
+    device_id: int
+    online: bool
+    listening: bool
+
+
+async def pending_reachability(session: AsyncSession, campaign: Campaign) -> list[Reachability]:
+    """The campaign's pending attempts in groups up to its current one, in rollout order, with whether
+    each device is online and listening; rows another replica is working on are skipped."""
+    query = (
+        select(CampaignDevice.id, CampaignDevice.device_id, Device.online, Device.listening)
+        .join(Device, Device.id == CampaignDevice.device_id)
+        .where(
+            CampaignDevice.campaign_id == campaign.id,
+            CampaignDevice.state == DeviceState.PENDING.value,
+            CampaignDevice.group_index <= campaign.current_group,
+        )
+        .order_by(CampaignDevice.rank)
+    )
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=True, of=CampaignDevice)
+    return [Reachability(*row) for row in (await session.execute(query)).tuples()]

@@ -21,11 +21,14 @@ from skylift.campaigns.queries import (
     APPROVAL_PREFIX,
     CLOSED_CAMPAIGN_STATES,
     IN_PROGRESS_STATES,
+    Reachability,
     attempts_where,
     get_campaign,
     pairs,
+    pending_reachability,
 )
 from skylift.campaigns.state import Canceled, DeviceState, RetryRequested, TimedOut, Unreachable
+from skylift.db.chunks import id_chunks
 from skylift.db.session import savepoint
 from skylift.packages.models import Package
 
@@ -182,27 +185,23 @@ async def _notify_pending(session: AsyncSession, campaign: Campaign, now: dateti
     if window is not None and not window.contains(now):
         return
     allowance = await _pacing_allowance(session, campaign, now)
-    pending = await attempts_where(
-        session,
-        campaign,
-        CampaignDevice.state == DeviceState.PENDING.value,
-        CampaignDevice.group_index <= campaign.current_group,
-        claim=True,
-    )
-    hearing: list[CampaignDevice] = []
-    for attempt in pending:
+    hearing: list[Reachability] = []
+    unreachable: list[int] = []
+    for attempt in await pending_reachability(session, campaign):
         if allowance is not None and len(hearing) >= allowance:
             break
-        device = attempt.device
         if campaign.offline == "deliver_on_connect":
             # Only a device that listens can hear the notice; the others get it when they do.
-            if not (device.online and device.listening):
+            if not (attempt.online and attempt.listening):
                 continue
-        elif not device.online:
-            apply_event(attempt, Unreachable(), now)
+        elif not attempt.online:
+            unreachable.append(attempt.id)
             continue
         # The outbox row waits until the device listens (a device that just connected subscribes next).
         hearing.append(attempt)
+    for chunk in id_chunks(unreachable):
+        for offline in await attempts_where(session, campaign, CampaignDevice.id.in_(chunk)):
+            apply_event(offline, Unreachable(), now)
     await notify(session, hearing, now)
 
 
