@@ -143,6 +143,12 @@ class TestSimulate:
         # Some of the same devices again, from the file, now on 3.0.0: they follow a campaign made before
         # they connect, one of them never connects and stays pending (the campaign waits for it).
         first = [device["id"] for device in saved[:5]]
+        # The first run has ended: its devices are shown offline before the campaign is made.
+        wait_until(
+            lambda: not any(api.get(f"/devices/{d}").json()["online"] for d in first),
+            timeout=30,
+            what="the first run's devices shown offline",
+        )
         newer = fleet.package(firmware(32_000, seed=78), "3.1.0")
         waiting = fleet.campaign(newer["id"], device_ids=first, offline="deliver_on_connect")
         again = subprocess.run(

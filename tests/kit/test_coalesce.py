@@ -26,6 +26,20 @@ class Doubler:
         return [2 * n for n in numbers]
 
 
+def held(max_batch: int = 500) -> tuple[Doubler, Coalescer[int, int]]:
+    """A coalescer whose batches wait until the test releases them."""
+    doubler = Doubler()
+    doubler.release.clear()
+    return doubler, Coalescer(doubler, "doubling", max_batch=max_batch)
+
+
+async def arrive(doubling: Coalescer[int, int], *numbers: int) -> list[asyncio.Task[int]]:
+    """Calls made together, then a turn of the loop for them to be queued."""
+    calls = [asyncio.ensure_future(doubling(n)) for n in numbers]
+    await asyncio.sleep(0)
+    return calls
+
+
 def test_a_lone_call_runs_at_once() -> None:
     asyncio.run(_a_lone_call_runs_at_once())
 
@@ -41,13 +55,9 @@ def test_calls_that_arrive_while_a_batch_runs_make_up_the_next_one() -> None:
 
 
 async def _calls_that_arrive_while_a_batch_runs_make_up_the_next_one() -> None:
-    doubler = Doubler()
-    doubling = Coalescer(doubler, "doubling", max_batch=3)
-    doubler.release.clear()
-    first = asyncio.ensure_future(doubling(1))
-    await asyncio.sleep(0)
-    later = [asyncio.ensure_future(doubling(n)) for n in range(2, 7)]
-    await asyncio.sleep(0)
+    doubler, doubling = held(max_batch=3)
+    (first,) = await arrive(doubling, 1)
+    later = await arrive(doubling, *range(2, 7))
     doubler.release.set()
     assert await first == 2
     assert await asyncio.gather(*later) == [4, 6, 8, 10, 12]
@@ -59,13 +69,9 @@ def test_a_bad_call_fails_only_itself() -> None:
 
 
 async def _a_bad_call_fails_only_itself() -> None:
-    doubler = Doubler()
-    doubling = Coalescer(doubler, "doubling")
-    doubler.release.clear()
-    first = asyncio.ensure_future(doubling(1))
-    await asyncio.sleep(0)
-    good, bad = asyncio.ensure_future(doubling(2)), asyncio.ensure_future(doubling(-3))
-    await asyncio.sleep(0)
+    doubler, doubling = held()
+    (first,) = await arrive(doubling, 1)
+    good, bad = await arrive(doubling, 2, -3)
     doubler.release.set()
     assert await first == 2
     assert await good == 4
@@ -79,14 +85,10 @@ def test_a_caller_that_gives_up_leaves_the_batch_running() -> None:
 
 
 async def _a_caller_that_gives_up_leaves_the_batch_running() -> None:
-    doubler = Doubler()
-    doubling = Coalescer(doubler, "doubling")
-    doubler.release.clear()
-    gave_up = asyncio.ensure_future(doubling(5))
-    await asyncio.sleep(0)
+    doubler, doubling = held()
+    (gave_up,) = await arrive(doubling, 5)
     gave_up.cancel()
-    stays = asyncio.ensure_future(doubling(6))
-    await asyncio.sleep(0)
+    (stays,) = await arrive(doubling, 6)
     doubler.release.set()
     assert await stays == 12
     assert doubler.batches == [[5], [6]]

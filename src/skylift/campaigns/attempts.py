@@ -83,19 +83,28 @@ def apply_event(attempt: CampaignDevice, event: Event, now: datetime) -> Attempt
     after = transition(before, event)
     if after is before:
         return None
-    attempt.state = after.state.value
-    attempt.progress = after.progress
-    attempt.step_desc = after.step_desc
-    attempt.failure_reason = after.failure_reason
+    for name, value in _row_values(after, now, isinstance(event, Notified)).items():
+        setattr(attempt, name, value)
     attempt.attempts = after.attempts
-    attempt.awaiting_version_report = after.awaiting_version_report
-    attempt.updated_at = now
-    if isinstance(event, Notified):
-        attempt.notified_at = now
-    attempt.finished_at = now if after.state in FINAL else None
     if attempt.state in IN_PROGRESS_STATES:
         _remember_open(attempt)
     return after
+
+
+def _row_values(after: Attempt, now: datetime, notified: bool) -> dict[str, Any]:
+    """The columns an attempt's new state writes at `now`, its count of attempts aside."""
+    values: dict[str, Any] = {
+        "state": after.state.value,
+        "progress": after.progress,
+        "step_desc": after.step_desc,
+        "failure_reason": after.failure_reason,
+        "awaiting_version_report": after.awaiting_version_report,
+        "updated_at": now,
+        "finished_at": now if after.state in FINAL else None,
+    }
+    if notified:
+        values["notified_at"] = now
+    return values
 
 
 # What a pending attempt becomes when notified: the state machine's answer for any pending attempt,
@@ -114,28 +123,22 @@ async def notify(session: AsyncSession, attempts: Sequence[Reachability], now: d
         return 0
     await session.flush()  # changes still in memory are written before the rows change under them
     table = table_of(CampaignDevice)
-    columns = {
-        "state": _NOTIFIED.state.value,
-        "progress": _NOTIFIED.progress,
-        "step_desc": _NOTIFIED.step_desc,
-        "failure_reason": _NOTIFIED.failure_reason,
-        "awaiting_version_report": _NOTIFIED.awaiting_version_report,
-        "updated_at": now,
-        "notified_at": now,
-        "finished_at": None,
-    }
+    columns = _row_values(_NOTIFIED, now, notified=True)
     added = _NOTIFIED.attempts - Attempt().attempts
-    notified = 0
+    changed: list[Reachability] = []
     for chunk in id_chunks([attempt.id for attempt in attempts]):
         result = await session.execute(
             update(table)
             .where(table.c.id.in_(chunk), table.c.state == DeviceState.PENDING.value)
             .values(**columns, attempts=table.c.attempts + added)
+            .returning(table.c.id)
         )
-        notified += int(getattr(result, "rowcount", 0) or 0)
-    await _catch_up(session, attempts, columns, added)
-    await outbox.enqueue(session, [(attempt.id, attempt.device_id) for attempt in attempts], now)
-    return notified
+        ids = set(result.scalars())
+        changed += [attempt for attempt in attempts if attempt.id in ids]
+    await _catch_up(session, changed, columns, added)
+    # Only the attempts this statement changed get a notice (another replica may have got to one first).
+    await outbox.enqueue(session, [(attempt.id, attempt.device_id) for attempt in changed], now)
+    return len(changed)
 
 
 async def _catch_up(

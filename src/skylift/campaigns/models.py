@@ -91,8 +91,9 @@ class CampaignDevice(TimestampMixin, Base):
 class NoticeOutbox(Base):
     """A notice that is due: written in the transaction that decided it, sent by the devices' relay.
 
-    The relay sends a row once its device can hear it (connected and listening), then marks it sent;
-    after a crash, rows not yet marked go out again with the same message id."""
+    The relay sends a row once its device can hear it (connected and listening), then marks it sent
+    with the connection it went to; after a crash, rows not yet marked go out again with the same
+    message id, and so does a sent one whose device comes back still only notified."""
 
     __tablename__ = "notice_outbox"
 
@@ -102,5 +103,7 @@ class NoticeOutbox(Base):
     message_id: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None, index=True)
+    # The device's connection epoch the notice went out on (None: not sent, or sent before this was kept).
+    sent_epoch: Mapped[int | None] = mapped_column(Integer, default=None)
 
     attempt: Mapped[CampaignDevice] = relationship()

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import aliased, selectinload
 
 from skylift.campaigns.models import Campaign, CampaignDevice, NoticeOutbox
 from skylift.campaigns.queries import IN_PROGRESS_STATES
+from skylift.campaigns.state import DeviceState
 from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
 from skylift.db.session import signal_after_commit
@@ -102,10 +103,51 @@ async def claim(session: AsyncSession, limit: int) -> list[Due]:
     ]
 
 
-async def mark_sent(session: AsyncSession, row_ids: Sequence[int], now: datetime) -> None:
-    """The rows went out (or were dropped): one statement for the batch."""
-    for chunk in id_chunks(row_ids):
-        await session.execute(update(NoticeOutbox).where(NoticeOutbox.id.in_(chunk)).values(sent_at=now))
+async def mark_sent(session: AsyncSession, rows: Sequence[Due], now: datetime) -> None:
+    """The rows went out (or were dropped), each on its device's connection at the claim: one
+    statement for the batch."""
+    if not rows:
+        return
+    table = table_of(NoticeOutbox)
+    await session.execute(
+        update(table).where(table.c.id == bindparam("row_id")).values(sent_at=now, sent_epoch=bindparam("epoch")),
+        [{"row_id": row.id, "epoch": row.device.connection_epoch} for row in rows],
+    )
+
+
+async def send_again_if_unheard(session: AsyncSession, device_ids: Sequence[int]) -> int:
+    """These devices listen again: a notice that went out on an earlier connection of theirs and was
+    never answered (its attempt is still only notified) goes out again, with the same message id.
+
+    The connection it went to may have been dying (a device that lost its network, or one that had
+    just closed while the server still counted it as listening), or the device restarted before it
+    acted on it. A subscription on the connection that heard the notice sends nothing again. Returns
+    how many notices are due again."""
+    newer = aliased(NoticeOutbox)
+    latest = select(func.max(newer.id)).where(newer.attempt_id == NoticeOutbox.attempt_id).scalar_subquery()
+    epoch = select(Device.connection_epoch).where(Device.id == NoticeOutbox.device_id).scalar_subquery()
+    # Correlated, so that each row looks up its own attempt (not every notified attempt of the fleet).
+    unanswered = exists().where(
+        CampaignDevice.id == NoticeOutbox.attempt_id, CampaignDevice.state == DeviceState.NOTIFIED.value
+    )
+    again = 0
+    for chunk in id_chunks(device_ids):
+        result = await session.execute(
+            update(NoticeOutbox)
+            .where(
+                NoticeOutbox.device_id.in_(chunk),
+                NoticeOutbox.sent_at.is_not(None),
+                NoticeOutbox.sent_epoch < epoch,
+                unanswered,
+                NoticeOutbox.id == latest,
+            )
+            .values(sent_at=None, sent_epoch=None)
+            .execution_options(synchronize_session=False)
+        )
+        again += int(getattr(result, "rowcount", 0) or 0)
+    if again:
+        signal_after_commit(session, NOTICES_DUE)
+    return again
 
 
 async def waiting(session: AsyncSession) -> int:
@@ -120,9 +162,17 @@ async def waiting(session: AsyncSession) -> int:
 
 
 async def prune(session: AsyncSession, sent_before: datetime) -> int:
-    """Forget rows sent before the given time, and unsent ones whose attempt has ended; returns how many."""
+    """Forget rows sent before the given time, and unsent ones whose attempt has ended; returns how many.
+
+    A sent row whose attempt is still only notified is kept: its device may come back without having
+    heard it (`send_again_if_unheard`)."""
+    notified = select(CampaignDevice.id).where(CampaignDevice.state == DeviceState.NOTIFIED.value)
     sent = await session.execute(
-        delete(NoticeOutbox).where(NoticeOutbox.sent_at.is_not(None), NoticeOutbox.sent_at < sent_before)
+        delete(NoticeOutbox).where(
+            NoticeOutbox.sent_at.is_not(None),
+            NoticeOutbox.sent_at < sent_before,
+            NoticeOutbox.attempt_id.not_in(notified),
+        )
     )
     ended = select(CampaignDevice.id).where(CampaignDevice.state.not_in(IN_PROGRESS_STATES))
     stale = await session.execute(

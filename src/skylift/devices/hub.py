@@ -14,7 +14,7 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skylift.campaigns import attempts, rollout
+from skylift.campaigns import attempts, outbox, rollout
 from skylift.db.session import Database, before_commit
 from skylift.devices import credentials, mqtt_blocks, requests
 from skylift.devices import service as device_service
@@ -157,14 +157,18 @@ class DeviceHub:
         if not (upgrade or hears_command or relays):
             return
         async with self.database.transaction() as session:
+            listening = []
             if upgrade or hears_command:
                 # A filter covering both channels, such as `#`, leaves the recorded one as it was.
                 channel = None if upgrade else command
                 await device_service.listens(
                     session, identity.device_id, channel, keep_channel=upgrade and hears_command
                 )
+                listening.append(identity.device_id)
             if relays:
-                await device_service.relays(session, identity.device_id)
+                listening += await device_service.relays(session, identity.device_id)
+            # A notice that went to an earlier connection and was never answered goes out again.
+            await outbox.send_again_if_unheard(session, listening)
         # A gateway's sub-devices may belong to other products.
         product_id = None if relays else identity.product_id
         for listener in self.on_listening:

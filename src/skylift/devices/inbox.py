@@ -57,6 +57,9 @@ Publisher = Callable[[str, bytes], Awaitable[None]]
 ROOM_PER_DEVICE = 100  # queued items of one device before its connection is read no further
 CYCLE_SECONDS = 0.025  # how long one cycle goes on applying before it commits
 CYCLE_ITEMS = 500  # at most this many items applied in one cycle
+# ... and at least this many, when queued: on a loaded machine one item can outlast CYCLE_SECONDS, and
+# cycles of one item each (with the wait for other users of the database between two) fell behind.
+CYCLE_MIN_ITEMS = 16
 RETRY_SECONDS = 1.0  # after a cycle failed to commit
 YIELD_SECONDS = 0.1  # at most this long between two cycles while other connections use the database
 STOP_SECONDS = 10.0  # at shutdown, how long queued items are still applied
@@ -241,7 +244,7 @@ class Inbox:
                 if self._prepare is not None and untaken:
                     await self._prepare(batch.session, {device_id for device_id, _ in untaken})
                 deadline = loop.time() + CYCLE_SECONDS  # applying, not loading, is what the deadline bounds
-                while untaken and not (taken and loop.time() >= deadline):
+                while untaken and not (len(taken) >= CYCLE_MIN_ITEMS and loop.time() >= deadline):
                     picked = untaken.popleft()
                     taken.append(picked)
                     error = await self._apply(picked[1])

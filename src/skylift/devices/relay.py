@@ -70,7 +70,7 @@ class NoticeRelay(Loop):
                     metrics.NOTICES_DROPPED.labels(reason="not composable").inc()
                 else:
                     metrics.NOTICES_SENT.inc()
-            await outbox.mark_sent(session, [row.id for row in rows], now)
+            await outbox.mark_sent(session, rows, now)
         return len(rows)
 
     async def _prune(self) -> None:

@@ -98,6 +98,8 @@ async def mark_connected(session: AsyncSession, identities: Sequence[DeviceIdent
                 update(Device)
                 .where(Device.gateway_id == identity.device_id)
                 .values(
+                    # A sub-device's connection is its gateway's: a new one for each of the gateway's.
+                    connection_epoch=Device.connection_epoch + 1,
                     online=True,
                     listening=False,
                     command_topic_sealed=_sealed(gateway_command_topic(identity.username)),
@@ -143,12 +145,14 @@ async def listens(session: AsyncSession, device_id: int, channel: str | None, ke
     )
 
 
-async def relays(session: AsyncSession, gateway_id: int) -> None:
-    """The gateway subscribed to `gateway_command_send`: its sub-devices can hear their notices now."""
+async def relays(session: AsyncSession, gateway_id: int) -> list[int]:
+    """The gateway subscribed to `gateway_command_send`: its sub-devices can hear their notices now
+    (returned)."""
     await session.execute(update(Device).where(Device.id == gateway_id).values(relaying=True))
     await session.execute(
         update(Device).where(Device.gateway_id == gateway_id, Device.online.is_(True)).values(listening=True)
     )
+    return list(await session.scalars(select(Device.id).where(Device.gateway_id == gateway_id, Device.listening)))
 
 
 async def mark_all_offline(session: AsyncSession) -> None:
