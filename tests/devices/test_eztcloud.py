@@ -8,13 +8,14 @@ import json
 import pytest
 
 from skylift.campaigns.latest import Candidate, upgrades_above
+from skylift.campaigns.outbox import Recipient
 from skylift.devices.dialects import eztcloud
 from skylift.devices.dialects.base import MalformedMessage, Notice, NoticeFile, ProgressReported, UpgradeRequested
 from skylift.devices.dialects.eztcloud import Noted, PropertiesReported, SubDeviceMessage
 from skylift.devices.identity import DeviceIdentity, LoginStyle
 from skylift.devices.notices import addressed
 from skylift.devices.topics import Route, may_publish, may_read, may_subscribe, route
-from skylift.registry.models import Device, Product
+from skylift.kit import sealing
 
 TOKEN_DEVICE = DeviceIdentity(1, 1, "a1pk", "dev", "tok123", LoginStyle.TOKEN)
 KEY_DEVICE = DeviceIdentity(2, 1, "a1pk", "dev2", "tok456", LoginStyle.PRODUCT_KEY)
@@ -265,33 +266,46 @@ class TestTopics:
         assert route("attributes/u") == Route("eztcloud", "attributes", "u")
 
 
-def device(**fields: object) -> Device:
-    values: dict[str, object] = {"id": 5, "name": "dev", "access_token": "tok", "login_style": "token"}
-    values.update(fields)
-    return Device(**values)
+def device(
+    login_style: str = "token",
+    command_topic: str | None = None,
+    gateway_id: int | None = None,
+    address: str | None = None,
+) -> Recipient:
+    """A device named `dev` with token `tok`, of product `a1pk` (Alibaba notices), as the relay claims it."""
+    keyring = sealing.keyring()
+    return Recipient(
+        name="dev",
+        login_style=login_style,
+        access_token_sealed=keyring.seal("tok"),
+        command_topic_sealed=None if command_topic is None else keyring.seal(command_topic),
+        gateway_id=gateway_id,
+        address=address,
+        product_key="a1pk",
+        notice_style="alibaba",
+        connection_epoch=1,
+    )
 
 
 class TestWhereNoticesGo:
-    product = Product(product_key="a1pk", notice_style="alibaba")
-
     def test_a_token_device_on_its_upgrade_topic(self) -> None:
-        topic, payload = addressed(device(), self.product, notice())
+        topic, payload = addressed(device(), notice())
         assert topic == "/ota/device/upgrade/tok"
         assert json.loads(payload)["code"] == 200
 
     def test_a_product_key_device_on_its_upgrade_topic(self) -> None:
-        topic, payload = addressed(device(login_style="product_key"), self.product, notice())
+        topic, payload = addressed(device(login_style="product_key"), notice())
         assert topic == "/ota/device/upgrade/a1pk/dev"
         assert json.loads(payload)["code"] == "1000"
 
     def test_an_eztcloud_device_on_command_send(self) -> None:
-        topic, payload = addressed(device(command_topic="command_send/dev&a1pk"), self.product, notice())
+        topic, payload = addressed(device(command_topic="command_send/dev&a1pk"), notice())
         assert topic == "command_send/dev&a1pk"
         assert json.loads(payload) == eztcloud.command(notice(), "main", 98310)
 
     def test_a_sub_device_through_its_gateway(self) -> None:
         sub = device(gateway_id=1, address="DEVICE1", command_topic="gateway_command_send/gw-token")
-        topic, payload = addressed(sub, self.product, notice(module="MCU"))
+        topic, payload = addressed(sub, notice(module="MCU"))
         assert topic == "gateway_command_send/gw-token"
         assert json.loads(payload) == {
             "device": "DEVICE1",

@@ -24,7 +24,7 @@ from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
 from skylift.db.session import signal_after_commit
 from skylift.packages.models import Package
-from skylift.registry.models import Device
+from skylift.registry.models import Device, Product
 
 # Database.on_signal name the relay listens for.
 NOTICES_DUE = "notices-due"
@@ -49,15 +49,31 @@ async def enqueue(session: AsyncSession, attempts: Sequence[tuple[int, int]], no
 
 
 @dataclass(frozen=True)
+class Recipient:
+    """Where a device hears its notices, as its row said at the claim (read as plain columns: an ORM
+    object per device cost more than composing its notice). Credentials stay sealed until used."""
+
+    name: str
+    login_style: str | None
+    access_token_sealed: str
+    command_topic_sealed: str | None
+    gateway_id: int | None
+    address: str | None
+    product_key: str
+    notice_style: str
+    connection_epoch: int
+
+
+@dataclass(frozen=True)
 class Due:
-    """A claimed row: what its notice is composed from, and the device it goes to (product loaded)."""
+    """A claimed row: what its notice is composed from, and the device it goes to."""
 
     id: int
     message_id: int
     attempt_id: int
     attempt_number: int
     campaign: Campaign
-    device: Device
+    recipient: Recipient
 
 
 async def claim(session: AsyncSession, limit: int) -> list[Due]:
@@ -66,9 +82,23 @@ async def claim(session: AsyncSession, limit: int) -> list[Due]:
     Each campaign of the batch (its package and files) is loaded once, not once per row."""
     query = (
         select(
-            NoticeOutbox.id, NoticeOutbox.message_id, CampaignDevice.id, CampaignDevice.attempts, Campaign.id, Device
+            NoticeOutbox.id,
+            NoticeOutbox.message_id,
+            CampaignDevice.id,
+            CampaignDevice.attempts,
+            Campaign.id,
+            Device.name,
+            Device.login_style,
+            Device.access_token_sealed,
+            Device.command_topic_sealed,
+            Device.gateway_id,
+            Device.address,
+            Product.product_key,
+            Product.notice_style,
+            Device.connection_epoch,
         )
         .join(Device, Device.id == NoticeOutbox.device_id)
+        .join(Product, Product.id == Device.product_id)
         .join(CampaignDevice, CampaignDevice.id == NoticeOutbox.attempt_id)
         .join(Campaign, Campaign.id == CampaignDevice.campaign_id)
         .join(Package, Package.id == Campaign.package_id)
@@ -83,12 +113,11 @@ async def claim(session: AsyncSession, limit: int) -> list[Due]:
         )
         .order_by(NoticeOutbox.id)
         .limit(limit)
-        .options(selectinload(Device.product))
     )
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True, of=NoticeOutbox)
     rows = list((await session.execute(query)).tuples())
-    campaign_ids = {campaign_id for *_, campaign_id, _device in rows}
+    campaign_ids = {row[4] for row in rows}
     campaigns = {
         c.id: c
         for c in await session.scalars(
@@ -98,8 +127,8 @@ async def claim(session: AsyncSession, limit: int) -> list[Due]:
         )
     }
     return [
-        Due(row_id, message_id, attempt_id, number, campaigns[campaign_id], device)
-        for row_id, message_id, attempt_id, number, campaign_id, device in rows
+        Due(row_id, message_id, attempt_id, number, campaigns[campaign_id], Recipient(*where))
+        for row_id, message_id, attempt_id, number, campaign_id, *where in rows
     ]
 
 
@@ -111,7 +140,7 @@ async def mark_sent(session: AsyncSession, rows: Sequence[Due], now: datetime) -
     table = table_of(NoticeOutbox)
     await session.execute(
         update(table).where(table.c.id == bindparam("row_id")).values(sent_at=now, sent_epoch=bindparam("epoch")),
-        [{"row_id": row.id, "epoch": row.device.connection_epoch} for row in rows],
+        [{"row_id": row.id, "epoch": row.recipient.connection_epoch} for row in rows],
     )
 
 

@@ -6,14 +6,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from skylift.campaigns.models import Campaign, CampaignDevice
+from skylift.campaigns.outbox import Recipient
 from skylift.config import Settings
 from skylift.devices.dialects import eztcloud, product_key, token
 from skylift.devices.dialects.base import MessageId, Notice, NoticeFile
 from skylift.devices.identity import LoginStyle
 from skylift.devices.topics import upgrade_topic
+from skylift.kit import sealing
 from skylift.kit.signing import UrlSigner
 from skylift.packages.urls import download_path
-from skylift.registry.models import Device, Product
 
 
 def download_grant(attempt_id: int, attempt_number: int) -> str:
@@ -99,20 +100,22 @@ class Notifier:
         return replace(shared.notice, message_id=message_id, files=files)
 
 
-def addressed(device: Device, product: Product, notice: Notice) -> tuple[str, bytes]:
+def addressed(recipient: Recipient, notice: Notice) -> tuple[str, bytes]:
     """(topic, payload) of a notice: where the device listens, in that channel's dialect.
 
     A sub-device hears through its gateway (`gateway_command_send/...`), an EZtCloud device on
-    `command_send/{username}` once it has subscribed there (both in `Device.command_topic`); every
-    other device on its upgrade topic, in the envelope of its login."""
-    if device.command_topic is not None:
+    `command_send/{username}` once it has subscribed there (both in the device's command topic); every
+    other device on its upgrade topic, in the envelope of its login. Only the credential the topic
+    needs is unsealed."""
+    if recipient.command_topic_sealed is not None:
+        command_topic = sealing.keyring().open(recipient.command_topic_sealed)
         module = eztcloud.module_label(notice.module)
-        if device.gateway_id is not None:
-            address = device.address or device.name
-            return device.command_topic, eztcloud.render_gateway_command(address, notice, module, notice.message_id)
-        return device.command_topic, eztcloud.render_command(notice, module, notice.message_id)
-    if device.login_style == LoginStyle.PRODUCT_KEY:
-        return upgrade_topic(f"{product.product_key}/{device.name}"), product_key.render_notice(
-            notice, product.notice_style
+        if recipient.gateway_id is not None:
+            address = recipient.address or recipient.name
+            return command_topic, eztcloud.render_gateway_command(address, notice, module, notice.message_id)
+        return command_topic, eztcloud.render_command(notice, module, notice.message_id)
+    if recipient.login_style == LoginStyle.PRODUCT_KEY:
+        return upgrade_topic(f"{recipient.product_key}/{recipient.name}"), product_key.render_notice(
+            notice, recipient.notice_style
         )
-    return upgrade_topic(device.access_token), token.render_notice(notice)
+    return upgrade_topic(sealing.keyring().open(recipient.access_token_sealed)), token.render_notice(notice)

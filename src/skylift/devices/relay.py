@@ -62,7 +62,7 @@ class NoticeRelay(Loop):
                     notice = self.notifier.for_attempt(
                         shared[campaign.id], row.attempt_id, row.attempt_number, row.message_id, now
                     )
-                    topic, payload = addressed(row.device, row.device.product, notice)
+                    topic, payload = addressed(row.recipient, notice)
                     await self.publish(topic, payload)
                 except Exception:
                     # A notice that cannot be composed (a setting changed since) must not block the others.
