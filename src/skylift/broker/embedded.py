@@ -38,6 +38,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import OutgoingApplicationMessage, Session
 from transitions import MachineError
 
+from skylift.broker.delivery import send_at_least_once
 from skylift.broker.intake import DeviceProtocolHandler, GatedReader
 from skylift.broker.limits import ConnectionGate, ConnectionLimits, PacketTooLarge
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
@@ -379,6 +380,19 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             if handler is not None:
                 running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, data, qos, retain=False)))
 
+    async def deliver(self, topic: str, data: bytes) -> None:
+        """The server's own message, QoS 1, to each session that may read it: written at once on a
+        connected session's socket (delivery.py), kept for a persistent session that is away."""
+        for session, qos in self._subscribers(topic, QOS_1):
+            identity = identity_of(session)
+            if identity is None or not may_read(identity, topic):
+                continue
+            handler = self._get_handler(session)
+            if session.transitions.state == "connected" and handler is not None:
+                send_at_least_once(handler, session, topic, data)
+            elif not session.clean_session:
+                await self._retain_broadcast_message({"session": None, "topic": topic, "data": data}, qos, session)
+
     @staticmethod
     def _may_publish(source: Any, topic: str) -> bool:
         identity = identity_of(source) if isinstance(source, Session) else None
@@ -434,7 +448,7 @@ class EmbeddedBroker:
         await self._broker.start()
 
     async def publish(self, topic: str, payload: bytes) -> None:
-        await self._broker.internal_message_broadcast(topic, payload, qos=1)
+        await self._broker.deliver(topic, payload)
 
     async def disconnect(self, device_id: int) -> None:
         """Drop a device's connection (its credentials were revoked)."""
