@@ -27,6 +27,8 @@ def is_busy(error: BaseException) -> bool:
 
 
 _AFTER_COMMIT_KEY = "skylift_after_commit"
+# Execution option of the engine `Database.reading` sessions use: their transactions begin deferred.
+_READ_ONLY = "skylift_read_only"
 
 
 @dataclass(eq=False)
@@ -126,6 +128,10 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(_READ_ONLY):
+            # A reader in WAL mode sees the last commit and neither waits for the writer nor holds it up.
+            connection.exec_driver_sql("BEGIN")
+            return
         # Taking the write lock up front avoids SQLITE_BUSY when a reader later wants to write.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -142,6 +148,9 @@ class Database:
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._reader_sessionmaker = async_sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
         self._signal_handlers: dict[str, list[Callable[[], None]]] = {}
 
     def on_signal(self, name: str, handler: Callable[[], None]) -> None:
@@ -180,6 +189,20 @@ class Database:
             for handler in self._signal_handlers.get(name, ()):
                 handler()
         await run_after_commit(session)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads: on SQLite it takes no write lock, so a device's download or a
+        list never waits behind the writers (nor holds them up). Nothing it changes is committed.
+
+        Inside a batch it reads in the batch's transaction."""
+        batch = _joined()
+        if batch is not None:
+            yield batch.session
+            return
+        # Closing the session gives its connection back rolled back, and leaves what it loaded readable.
+        async with self._reader_sessionmaker() as session:
+            yield session
 
     @asynccontextmanager
     async def batch(self, savepoints: bool = True) -> AsyncIterator[Batch]:

@@ -121,7 +121,7 @@ async def download(
     signature: str = "",
     grant: str = "",
 ) -> DownloadResponse:
-    async with context.database.transaction() as session:
+    async with context.database.reading() as session:
         file = await session.get(PackageFile, file_id, options=[selectinload(PackageFile.package)])
     if file is None or file.name != filename:
         raise NotFound("no such file", field="file_id")

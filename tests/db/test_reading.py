@@ -1,0 +1,77 @@
+"""A unit of work that only reads never waits for SQLite's writer, and sees the last commit."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from sqlalchemy import insert, select
+
+from skylift.db.base import table_of
+from skylift.db.migrate import upgrade_to_head
+from skylift.db.session import Database
+from skylift.registry.models import Product
+
+
+async def _scenario(url: str) -> tuple[list[str], list[str], bool]:
+    database = Database(url)
+    await upgrade_to_head(database)
+    products = table_of(Product)
+    try:
+        async with database.transaction() as session:
+            await session.execute(insert(products).values(name="committed", product_key="k1"))
+        writing = asyncio.Event()
+        release = asyncio.Event()
+
+        async def long_writer() -> None:
+            async with database.transaction() as session:
+                await session.execute(insert(products).values(name="uncommitted", product_key="k2"))
+                writing.set()
+                await release.wait()
+
+        writer = asyncio.create_task(long_writer())
+        await writing.wait()
+        # The writer holds the write lock: a reader answers at once, with what was committed.
+        async with asyncio.timeout(2), database.reading() as session:
+            seen = list(await session.scalars(select(Product.name)))
+        # A second writer has to wait for the first one.
+        second = asyncio.create_task(_write(database, "second"))
+        await asyncio.sleep(0.3)
+        second_waited = not second.done()
+        release.set()
+        await writer
+        await second
+        async with database.reading() as session:
+            after = sorted(await session.scalars(select(Product.name)))
+        return seen, after, second_waited
+    finally:
+        await database.dispose()
+
+
+async def _write(database: Database, name: str) -> None:
+    async with database.transaction() as session:
+        await session.execute(insert(table_of(Product)).values(name=name, product_key=f"k-{name}"))
+
+
+def test_a_reader_neither_waits_for_the_writer_nor_sees_its_uncommitted_rows(tmp_path: Path) -> None:
+    seen, after, second_waited = asyncio.run(_scenario(f"sqlite+aiosqlite:///{tmp_path / 'skylift.db'}"))
+    assert seen == ["committed"]
+    assert second_waited  # the writers still take turns
+    assert after == ["committed", "second", "uncommitted"]
+
+
+async def _changes_dropped(url: str) -> list[str]:
+    database = Database(url)
+    await upgrade_to_head(database)
+    try:
+        async with database.reading() as session:
+            session.add(Product(name="never", product_key="k3"))
+            await session.flush()
+        async with database.reading() as session:
+            return list(await session.scalars(select(Product.name)))
+    finally:
+        await database.dispose()
+
+
+def test_nothing_a_reader_changes_is_committed(tmp_path: Path) -> None:
+    assert asyncio.run(_changes_dropped(f"sqlite+aiosqlite:///{tmp_path / 'skylift.db'}")) == []
