@@ -40,6 +40,7 @@ from transitions import MachineError
 
 from skylift.broker.delivery import send_at_least_once
 from skylift.broker.intake import DeviceProtocolHandler, GatedReader
+from skylift.broker.lean import slim_session
 from skylift.broker.limits import ConnectionGate, ConnectionLimits, PacketTooLarge
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
 from skylift.broker.rates import RateGate, RateLimits
@@ -150,6 +151,7 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
                 self.limits.connect_timeout_seconds,
             )
             handler.hub = self.hub
+            slim_session(session)
         except TimeoutError as exc:
             metrics.REFUSED_CONNECTIONS.labels(reason="no CONNECT in time").inc()
             await _close(writer)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from amqtt.adapters import ReaderAdapter
 from amqtt.mqtt.connack import ConnackPacket
@@ -25,6 +26,7 @@ from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.publish import PublishPacket
 
+from skylift.broker.lean import slim_handler
 from skylift.broker.limits import PacketTooLarge
 from skylift.broker.plugins import identity_of
 from skylift.devices.hub import DeviceHub
@@ -43,6 +45,10 @@ class DeviceProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]
     """amqtt's broker-side protocol handler, with "record, then acknowledge" for incoming PUBLISH."""
 
     hub: DeviceHub | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        slim_handler(self)
 
     async def handle_publish(self, publish_packet: PublishPacket) -> None:
         # The reader loop starts one task per packet, in arrival order; nothing is awaited before
