@@ -174,8 +174,8 @@ class TestProductKeyDevice:
         rebooted.inform("1.0.0")
         again = rebooted.notice()
         assert again["data"]["version"] == first["data"]["version"] == "2.0.3"
-        attempt = fleet.attempts(campaign["id"])[device["id"]]
-        assert attempt["state"] == "notified"
+        # The notice can arrive before the boot report is applied (a loaded machine): wait for it.
+        attempt = fleet.wait_state(campaign["id"], device["id"], "notified")
         assert attempt["failure_reason"] is None
         assert attempt["attempts"] == 1
         rebooted.progress_004(100, "")
