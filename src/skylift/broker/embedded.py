@@ -343,8 +343,9 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             if not self._subscriptions.get(topic_filter, True):
                 del self._subscriptions[topic_filter]
 
-    def _subscribers(self, topic: str, forced_qos: int | None) -> list[tuple[Session, int]]:
-        """Each session whose filters match `topic`, once, with the highest QoS among its matching filters."""
+    def _readers(self, topic: str, forced_qos: int | None) -> list[tuple[Session, int]]:
+        """Each session whose filters match `topic` and whose device may read it, once, with the highest
+        QoS among its matching filters (a wildcard filter never reaches beyond the device's own topics)."""
         chosen: dict[str, tuple[Session, int]] = {}
         for topic_filter in [topic, *self._wildcard_filters]:
             subscribers = self._subscriptions.get(topic_filter)
@@ -358,7 +359,11 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
                 known = chosen.get(session.client_id)
                 if known is None or qos > known[1]:
                     chosen[session.client_id] = (session, qos)
-        return list(chosen.values())
+        return [
+            (session, qos)
+            for session, qos in chosen.values()
+            if (identity := identity_of(session)) is not None and may_read(identity, topic)
+        ]
 
     async def _run_broadcast(self, running_tasks: deque[asyncio.Task[OutgoingApplicationMessage]]) -> None:
         broadcast = await self._broadcast_queue.get()
@@ -370,10 +375,7 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
             log.info("dropped a message on %s from a session not allowed to publish there", topic)
             return
         forced_qos = broadcast.get("qos")
-        for session, qos in self._subscribers(topic, forced_qos if isinstance(forced_qos, int) else None):
-            identity = identity_of(session)
-            if identity is None or not may_read(identity, topic):
-                continue  # a wildcard filter never reaches beyond the device's own topics
+        for session, qos in self._readers(topic, forced_qos if isinstance(forced_qos, int) else None):
             if session.transitions.state != "connected":
                 if not session.clean_session and qos in (QOS_1, QOS_2):
                     await self._retain_broadcast_message(broadcast, qos, session)
@@ -385,10 +387,7 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
     async def deliver(self, topic: str, data: bytes) -> None:
         """The server's own message, QoS 1, to each session that may read it: written at once on a
         connected session's socket (delivery.py), kept for a persistent session that is away."""
-        for session, qos in self._subscribers(topic, QOS_1):
-            identity = identity_of(session)
-            if identity is None or not may_read(identity, topic):
-                continue
+        for session, qos in self._readers(topic, QOS_1):
             handler = self._get_handler(session)
             if session.transitions.state == "connected" and handler is not None:
                 send_at_least_once(handler, session, topic, data)

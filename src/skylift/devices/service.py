@@ -149,10 +149,13 @@ async def relays(session: AsyncSession, gateway_id: int) -> list[int]:
     """The gateway subscribed to `gateway_command_send`: its sub-devices can hear their notices now
     (returned)."""
     await session.execute(update(Device).where(Device.id == gateway_id).values(relaying=True))
-    await session.execute(
-        update(Device).where(Device.gateway_id == gateway_id, Device.online.is_(True)).values(listening=True)
+    listening = await session.execute(
+        update(Device)
+        .where(Device.gateway_id == gateway_id, Device.online.is_(True))
+        .values(listening=True)
+        .returning(Device.id)
     )
-    return list(await session.scalars(select(Device.id).where(Device.gateway_id == gateway_id, Device.listening)))
+    return list(listening.scalars())
 
 
 async def mark_all_offline(session: AsyncSession) -> None:
