@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
-from amqtt.broker import Broker
 from amqtt.contexts import ListenerType
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.events import BrokerEvents
@@ -40,7 +39,7 @@ from transitions import MachineError
 
 from skylift.broker.delivery import send_at_least_once
 from skylift.broker.intake import DeviceProtocolHandler, GatedReader
-from skylift.broker.lean import slim_session
+from skylift.broker.lean import LeanBroker, slim_session
 from skylift.broker.limits import ConnectionGate, ConnectionLimits, PacketTooLarge
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
 from skylift.broker.rates import RateGate, RateLimits
@@ -85,7 +84,7 @@ async def _close(writer: Any) -> None:
         await writer.close()
 
 
-class SkyliftBroker(Broker):  # type: ignore[misc]
+class SkyliftBroker(LeanBroker):
     def __init__(self, config: dict[str, Any], hub: DeviceHub, limits: ConnectionLimits, rates: RateLimits) -> None:
         super().__init__(config)
         self._subscriptions = Subscriptions()
@@ -150,8 +149,8 @@ class SkyliftBroker(Broker):  # type: ignore[misc]
                 DeviceProtocolHandler.init_from_connect(reader, writer, self.plugins_manager),
                 self.limits.connect_timeout_seconds,
             )
-            handler.hub = self.hub
-            slim_session(session)
+            handler.serve(self.hub, self)
+            slim_session(session, self._relay_from)
         except TimeoutError as exc:
             metrics.REFUSED_CONNECTIONS.labels(reason="no CONNECT in time").inc()
             await _close(writer)

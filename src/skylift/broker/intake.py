@@ -17,16 +17,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Protocol
 
 from amqtt.adapters import ReaderAdapter
 from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.constants import QOS_0, QOS_1
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler, Subscription, UnSubscription
 from amqtt.mqtt.puback import PubackPacket
 from amqtt.mqtt.publish import PublishPacket
+from amqtt.mqtt.subscribe import SubscribePacket
+from amqtt.mqtt.unsubscribe import UnsubscribePacket
+from amqtt.session import Session
 
-from skylift.broker.lean import slim_handler
+from skylift.broker.lean import slim_handler, slim_started_handler
 from skylift.broker.limits import PacketTooLarge
 from skylift.broker.plugins import identity_of
 from skylift.devices.hub import DeviceHub
@@ -41,14 +44,53 @@ def _refused_by_amqtt(topic: str) -> bool:
     return not topic or "#" in topic or "+" in topic or topic.startswith("$")
 
 
+class SubscriptionDesk(Protocol):
+    """The broker side of a SUBSCRIBE and an UNSUBSCRIBE: record them, answer them, tell the plugins."""
+
+    async def take_subscription(
+        self, session: Session, handler: BrokerProtocolHandler, subscription: Subscription
+    ) -> None: ...
+
+    async def take_unsubscription(
+        self, session: Session, handler: BrokerProtocolHandler, unsubscription: UnSubscription
+    ) -> None: ...
+
+
 class DeviceProtocolHandler(BrokerProtocolHandler):  # type: ignore[misc]
-    """amqtt's broker-side protocol handler, with "record, then acknowledge" for incoming PUBLISH."""
+    """amqtt's broker-side protocol handler, with "record, then acknowledge" for incoming PUBLISH, and
+    subscriptions taken in the packet's own task instead of a queue a task of the client loop waits on."""
 
     hub: DeviceHub | None = None
+    desk: SubscriptionDesk | None = None
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def serve(self, hub: DeviceHub, desk: SubscriptionDesk) -> None:
+        """From now on, device messages go to `hub` and subscriptions to `desk`."""
+        self.hub = hub
+        self.desk = desk
+        self._in_order = asyncio.Lock()  # SUBSCRIBE and UNSUBSCRIBE are answered in the order they came
         slim_handler(self)
+
+    async def start(self) -> None:
+        await super().start()
+        slim_started_handler(self)
+
+    async def handle_subscribe(self, subscribe: SubscribePacket) -> None:
+        desk = self.desk
+        if desk is None or subscribe.variable_header is None or subscribe.payload is None:
+            await super().handle_subscribe(subscribe)  # amqtt's checks and errors
+            return
+        subscription = Subscription(subscribe.variable_header.packet_id, subscribe.payload.topics)
+        async with self._in_order:
+            await desk.take_subscription(self.session, self, subscription)
+
+    async def handle_unsubscribe(self, unsubscribe: UnsubscribePacket) -> None:
+        desk = self.desk
+        if desk is None or unsubscribe.variable_header is None or unsubscribe.payload is None:
+            await super().handle_unsubscribe(unsubscribe)
+            return
+        unsubscription = UnSubscription(unsubscribe.variable_header.packet_id, unsubscribe.payload.topics)
+        async with self._in_order:
+            await desk.take_unsubscription(self.session, self, unsubscription)
 
     async def handle_publish(self, publish_packet: PublishPacket) -> None:
         # The reader loop starts one task per packet, in arrival order; nothing is awaited before

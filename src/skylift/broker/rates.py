@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 MINUTE = 60.0
@@ -30,7 +29,7 @@ class RateLimits:
     max_backoff_seconds: float = 900.0
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     rate: float
     capacity: float
@@ -45,21 +44,26 @@ class TokenBucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
-@dataclass
+@dataclass(slots=True)
 class Window:
-    """Events in the last `period` seconds."""
+    """Events in the last `period` seconds. A list, not a deque: one is kept per connected device and holds
+    a few times at most (a deque allocates 600 bytes up front)."""
 
     period: float
-    times: deque[float] = field(default_factory=deque)
+    times: list[float] = field(default_factory=list)
 
     def add(self, now: float) -> int:
         self.times.append(now)
         return self.count(now)
 
     def count(self, now: float) -> int:
-        while self.times and self.times[0] <= now - self.period:
-            self.times.popleft()
-        return len(self.times)
+        times = self.times
+        expired = 0
+        while expired < len(times) and times[expired] <= now - self.period:
+            expired += 1
+        if expired:
+            del times[:expired]
+        return len(times)
 
 
 @dataclass
