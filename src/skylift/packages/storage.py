@@ -16,7 +16,8 @@ from typing import Protocol
 
 from skylift.kit.errors import Conflict
 
-# Hash and write in the worker thread in slices of this size to keep the event loop free.
+# Hash and write in a worker thread in slices of this size, one slice at a time, while the event loop
+# receives the next: at most two slices of an upload are in memory.
 WRITE_BATCH = 1024 * 1024
 INCOMING = ".incoming"
 ORPHANED = "orphaned"
@@ -37,6 +38,9 @@ class UploadSink(Protocol):
 class LocalUploadSink:
     """Streams one uploaded file to a temporary file, hashing as it goes; commit moves it in place.
 
+    Hashing and writing a slice runs in a worker thread while the next slice is received (hashlib and
+    file writes let go of the GIL), so an upload goes at the pace of the slower of the two, not of both.
+
     Commit happens just before the package row commits, so a stored file without its row exists only
     between the two, or after a crash there; reconciling the storage at start takes care of those."""
 
@@ -49,6 +53,7 @@ class LocalUploadSink:
         self._md5 = hashlib.md5(usedforsecurity=False)
         self._sha256 = hashlib.sha256()
         self._pending = bytearray()
+        self._writing: asyncio.Future[None] | None = None  # the slice being hashed and written
         self._committed = False
         self.size = 0
 
@@ -64,17 +69,25 @@ class LocalUploadSink:
             await self._flush()
 
     async def _flush(self) -> None:
+        """Wait for the slice in the worker to be done, then hand it the pending one and return."""
+        await self._written()
         if self._pending:
             chunk, self._pending = bytes(self._pending), bytearray()
-            await asyncio.to_thread(self._write_sync, chunk)
+            self._writing = asyncio.ensure_future(asyncio.to_thread(self._write_sync, chunk))
+
+    async def _written(self) -> None:
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
 
     def digests(self) -> tuple[str, str]:
-        if self._pending:
+        if self._pending or self._writing is not None:
             raise RuntimeError("digests read before the upload was finished")
         return self._md5.hexdigest(), self._sha256.hexdigest()
 
     async def finish(self) -> None:
         await self._flush()
+        await self._written()
         await asyncio.to_thread(self._close_synced)
 
     def _close_synced(self) -> None:
@@ -95,6 +108,9 @@ class LocalUploadSink:
 
     async def abort(self) -> None:
         """Remove what this upload stored, wherever it is now; safe to call more than once."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await asyncio.gather(writing, return_exceptions=True)  # the file is not closed under the worker
         if not self._file.closed:
             self._file.close()
         self._temp.unlink(missing_ok=True)
