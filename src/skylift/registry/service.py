@@ -11,6 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from skylift.db.chunks import id_chunks
 from skylift.kit import sealing
@@ -231,7 +232,15 @@ async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
     ):
         raise Conflict(f"product {product.id} already has a device named {data.name!r}", field="name")
     gateway = await _gateway_for(session, data)
-    device = Device(
+    device = new_device(product, data, gateway)
+    await add_devices(session, product, [device])
+    return device
+
+
+def new_device(product: Product, data: DeviceCreate, gateway: Device | None) -> Device:
+    """A device of `product` with fresh credentials (not added to a session): its name, gateway and address
+    must have been checked."""
+    return Device(
         product_id=product.id,
         name=data.name,
         access_token=_new_secret(),
@@ -245,12 +254,23 @@ async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
         online=gateway.online if gateway else False,
         listening=bool(gateway and gateway.online and gateway.relaying),
     )
-    session.add(device)
+
+
+async def add_devices(session: AsyncSession, product: Product, devices: list[Device]) -> None:
+    """Insert new devices of `product`; they come back ready to show (their product, and no versions yet)."""
+    session.add_all(devices)
     try:
         await session.flush()
     except IntegrityError as exc:
         raise Conflict("the device could not be registered; try again", field="name") from exc
-    return await get_device(session, device.id)
+    ready_to_show(product, devices)
+
+
+def ready_to_show(product: Product, devices: list[Device]) -> None:
+    """New devices show their product, and no versions yet, without a query."""
+    for device in devices:
+        set_committed_value(device, "product", product)
+        set_committed_value(device, "versions", [])
 
 
 async def _gateway_for(session: AsyncSession, data: DeviceCreate) -> Device | None:
