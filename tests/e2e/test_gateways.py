@@ -115,6 +115,30 @@ class TestGatewayUpgradesSubDevices:
         assert attempt["failure_reason"] == "download failed"
         gw.disconnect()
 
+    def test_a_gateway_that_unsubscribes_relays_nothing_until_it_subscribes_again(
+        self, server: Server, api: httpx.Client
+    ) -> None:
+        fleet = Fleet.create(api)
+        gateway = fleet.device()
+        child = sub_device(fleet, gateway, "node-9")
+        gw = EztDevice(server, gateway, product_key_login=True).connect(listen=False, gateway=True)
+        relay_topic = f"gateway_command_send/{gw.username}"
+        unsubscribed: list[int] = []
+        gw.sim.client.on_unsubscribe = lambda _c, _u, mid, _codes, _p: unsubscribed.append(mid)
+        mid = gw.sim.client.unsubscribe(relay_topic)[1]
+        wait_until(lambda: mid in unsubscribed, what="UNSUBACK")
+        campaign = fleet.campaign(
+            fleet.package(firmware(400, seed=322), "2.0.0")["id"],
+            device_ids=[child["id"]],
+            offline="deliver_on_connect",
+        )
+        assert gw.sim.no_message(within=1.5)
+        assert fleet.attempts(campaign["id"])[child["id"]]["state"] == "pending"
+        assert not gw.sim.subscribe(relay_topic)[0].is_failure
+        assert gw.gateway_command()["device"] == "node-9"
+        fleet.wait_state(campaign["id"], child["id"], "notified")
+        gw.disconnect()
+
 
 class TestGatewayActsOnlyForItsOwn:
     def test_messages_for_other_devices_are_refused(self, server: Server, api: httpx.Client) -> None:

@@ -314,6 +314,13 @@ class SkyliftBroker(LeanBroker):
                 await self._publish_retained_messages_for_subscription((topic_filter, QOS_0), session)
         await self._client_message_loop(session, handler)
 
+    async def _handle_unsubscription(self, session: Session, handler: Any, waiter: asyncio.Future[Any]) -> None:
+        await super()._handle_unsubscription(session, handler, waiter)
+        identity = identity_of(session)
+        if identity is not None:
+            # What the session still hears decides whether the device still hears its notices.
+            self.hub.unsubscribed(identity, sorted(self._filters_of.get(session.client_id, ())))
+
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         granted: int = await super().add_subscription(subscription, session)
         topic_filter = subscription[0]

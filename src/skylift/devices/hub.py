@@ -144,6 +144,11 @@ class DeviceHub:
         """The device subscribed: from now on it can hear what is sent to it (ordered with its messages)."""
         self.inbox.enqueue(identity.device_id, partial(self._on_subscribed, identity, topic_filter), "subscription")
 
+    def unsubscribed(self, identity: DeviceIdentity, remaining: Sequence[str]) -> None:
+        """The device unsubscribed; `remaining` is every filter it still has (ordered with its messages)."""
+        job = partial(self._on_unsubscribed, identity, tuple(remaining))
+        self.inbox.enqueue(identity.device_id, job, "unsubscription")
+
     def _wake_engine(self, product_id: int | None) -> None:
         if self.wake_engine is not None:
             self.wake_engine(product_id)
@@ -173,6 +178,16 @@ class DeviceHub:
         product_id = None if relays else identity.product_id
         for listener in self.on_listening:
             listener(product_id)
+
+    async def _on_unsubscribed(self, identity: DeviceIdentity, remaining: tuple[str, ...]) -> None:
+        # Whether any filter it keeps still covers where its notices (or its sub-devices') go.
+        notices = [upgrade_topic(t) for t in identity.topic_ids] + [command_topic(identity.username)]
+        hears = any(topic_matches(f, topic) for f in remaining for topic in notices)
+        relays = any(topic_matches(f, gateway_command_topic(identity.username)) for f in remaining)
+        if hears and relays:
+            return
+        async with self.database.transaction() as session:
+            await device_service.hears_less(session, identity.device_id, notices=hears, relays=relays)
 
     async def handle(self, identity: DeviceIdentity, topic: str, payload: bytes) -> None:
         where = route(topic)

@@ -145,6 +145,19 @@ async def listens(session: AsyncSession, device_id: int, channel: str | None, ke
     )
 
 
+async def hears_less(session: AsyncSession, device_id: int, notices: bool, relays: bool) -> None:
+    """The device unsubscribed: with what it still hears, it may no longer hear its notices (`notices`
+    False), or no longer relay its sub-devices' (`relays` False). A notice waits until it listens again."""
+    if not notices:
+        await session.execute(update(Device).where(Device.id == device_id).values(listening=False))
+    if not relays:
+        result = await session.execute(
+            update(Device).where(Device.id == device_id, Device.relaying.is_(True)).values(relaying=False)
+        )
+        if getattr(result, "rowcount", 0):
+            await session.execute(update(Device).where(Device.gateway_id == device_id).values(listening=False))
+
+
 async def relays(session: AsyncSession, gateway_id: int) -> list[int]:
     """The gateway subscribed to `gateway_command_send`: its sub-devices can hear their notices now
     (returned)."""
