@@ -75,6 +75,13 @@ def notify(fleet: Fleet, sims: dict[int, SimDevice], seed: int) -> int:
     return campaign_id
 
 
+def _stop_network_loop(sim: SimDevice) -> None:
+    try:
+        sim.client.loop_stop()
+    except AttributeError:
+        pass  # paho: its loop thread ended by itself (the server is gone) between loop_stop's check and its join
+
+
 @pytest.fixture
 def own_server(tmp_path: Path) -> tuple[Path, Ports]:
     return tmp_path / "data", Ports()
@@ -103,7 +110,7 @@ class TestKillDuringBursts:
             server.process.wait()
         # No reconnect, no resend: what counts is what the server kept.
         with ThreadPoolExecutor(max_workers=len(sims)) as pool:
-            list(pool.map(lambda sim: sim.client.loop_stop(), sims.values()))
+            list(pool.map(_stop_network_loop, sims.values()))
         highest = {device_id: max(ack.acknowledged(), default=0) for device_id, ack in acks.items()}
 
         with running_server(data_dir, ports) as server, server.api() as api:
