@@ -154,11 +154,8 @@ class DeviceHub:
             self.wake_engine(product_id)
 
     async def _on_subscribed(self, identity: DeviceIdentity, topic_filter: str) -> None:
-        # A wildcard filter counts as a subscription to each of the device's topics it covers.
-        upgrade = any(topic_matches(topic_filter, upgrade_topic(t)) for t in identity.topic_ids)
+        upgrade, hears_command, relays = _covered(identity, topic_filter)
         command = command_topic(identity.username)
-        hears_command = topic_matches(topic_filter, command)
-        relays = topic_matches(topic_filter, gateway_command_topic(identity.username))
         if not (upgrade or hears_command or relays):
             return
         async with self.database.transaction() as session:
@@ -181,9 +178,9 @@ class DeviceHub:
 
     async def _on_unsubscribed(self, identity: DeviceIdentity, remaining: tuple[str, ...]) -> None:
         # Whether any filter it keeps still covers where its notices (or its sub-devices') go.
-        notices = [upgrade_topic(t) for t in identity.topic_ids] + [command_topic(identity.username)]
-        hears = any(topic_matches(f, topic) for f in remaining for topic in notices)
-        relays = any(topic_matches(f, gateway_command_topic(identity.username)) for f in remaining)
+        covered = [_covered(identity, topic_filter) for topic_filter in remaining]
+        hears = any(upgrade or command for upgrade, command, _ in covered)
+        relays = any(relays for _, _, relays in covered)
         if hears and relays:
             return
         async with self.database.transaction() as session:
@@ -311,3 +308,13 @@ class DeviceHub:
     async def drain(self) -> None:
         """Handle the device messages still queued (used at shutdown; what is left is replayed at start)."""
         await self.inbox.stop()
+
+
+def _covered(identity: DeviceIdentity, topic_filter: str) -> tuple[bool, bool, bool]:
+    """Whether a filter covers the device's upgrade topic, its command channel, and its gateway relay topic
+    (a wildcard filter counts as a subscription to each of the device's topics it covers)."""
+    return (
+        any(topic_matches(topic_filter, upgrade_topic(t)) for t in identity.topic_ids),
+        topic_matches(topic_filter, command_topic(identity.username)),
+        topic_matches(topic_filter, gateway_command_topic(identity.username)),
+    )

@@ -162,22 +162,18 @@ async def _insert_devices(session: AsyncSession, product: Product, devices: list
     if not devices:
         return
     table = table_of(Device)
-    attributes = inspect(Device).column_attrs
-    # Values the ORM would fill in at a flush (`created_at`, flags): the devices show them too.
-    defaults = {
-        attribute.key: column.default
-        for attribute in attributes
-        if isinstance(column := attribute.columns[0], Column) and isinstance(column.default, ColumnDefault)
-    }
+    columns = {attribute.key: attribute.columns[0] for attribute in inspect(Device).column_attrs}
     rows = []
     for device in devices:
-        row = {
-            key: device.__dict__[key] for key in (attribute.key for attribute in attributes) if key in device.__dict__
-        }
-        for key, default in defaults.items():
-            if key not in row:
-                row[key] = default.arg(None) if default.is_callable else default.arg
-                set_committed_value(device, key, row[key])
+        row = {}
+        for key, column in columns.items():
+            if key in device.__dict__:
+                row[column.key] = device.__dict__[key]
+            elif isinstance(column, Column) and isinstance(column.default, ColumnDefault):
+                # What the ORM would fill in at a flush (`created_at`, flags): the device shows it too.
+                value = column.default.arg(None) if column.default.is_callable else column.default.arg
+                row[column.key] = value
+                set_committed_value(device, key, value)
         rows.append(row)
     try:
         # One executemany; a RETURNING in row order would have SQLite insert one row per statement.

@@ -233,7 +233,12 @@ async def create_device(session: AsyncSession, data: DeviceCreate) -> Device:
         raise Conflict(f"product {product.id} already has a device named {data.name!r}", field="name")
     gateway = await _gateway_for(session, data)
     device = new_device(product, data, gateway)
-    await add_devices(session, product, [device])
+    session.add(device)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("the device could not be registered; try again", field="name") from exc
+    ready_to_show(product, [device])
     return device
 
 
@@ -254,16 +259,6 @@ def new_device(product: Product, data: DeviceCreate, gateway: Device | None) -> 
         online=gateway.online if gateway else False,
         listening=bool(gateway and gateway.online and gateway.relaying),
     )
-
-
-async def add_devices(session: AsyncSession, product: Product, devices: list[Device]) -> None:
-    """Insert new devices of `product`; they come back ready to show (their product, and no versions yet)."""
-    session.add_all(devices)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("the device could not be registered; try again", field="name") from exc
-    ready_to_show(product, devices)
 
 
 def ready_to_show(product: Product, devices: list[Device]) -> None:
