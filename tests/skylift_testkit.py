@@ -278,8 +278,9 @@ class SimDevice:
         return sim
 
     def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason: ReasonCode, _props: Any) -> None:
-        self.connack = reason
+        # `connected` first: `connect()` waits for `connack` on another thread, then reads `connected`.
         self.connected = not reason.is_failure
+        self.connack = reason
         if self.connected:
             # paho reconnects by itself after a server restart; a clean session must subscribe again.
             for topic in self._subscriptions:
