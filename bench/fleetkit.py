@@ -63,6 +63,19 @@ def cpu_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def database_cpu_seconds() -> float:
+    """utime + stime of every PostgreSQL process on this machine (a loopback server's backends do the
+    database's share of the work; 0 when there is none)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(entry.name)
+        except OSError:
+            continue  # it ended meanwhile
+    return total
+
+
 def rss_kib(pid: int | str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -86,6 +99,43 @@ def fleet_parser(doc: str | None, fleets: str, fleets_help: str) -> argparse.Arg
     parser.add_argument("--timeout", type=float, default=900, help="seconds each wait may take")
     parser.add_argument("--skip-reference", action="store_true", help="do not measure the bare amqtt broker")
     return parser
+
+
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--postgresql",
+        metavar="URL",
+        help="run Skylift on this PostgreSQL server (postgresql+asyncpg://user@host:port), in a new database"
+        " for each run, dropped afterwards; SQLite in the data dir otherwise",
+    )
+
+
+@contextlib.contextmanager
+def database_settings(postgresql: str | None) -> Iterator[dict[str, str]]:
+    """The database setting of one run: none (SQLite), or a new PostgreSQL database, dropped afterwards."""
+    if postgresql is None:
+        yield {}
+        return
+    import asyncio
+    import secrets
+
+    import asyncpg
+
+    server = postgresql.rstrip("/")
+    name = f"skylift_bench_{secrets.token_hex(6)}"
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(server.replace("+asyncpg", "") + "/postgres")
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield {"SKYLIFT_DATABASE_URL": f"{server}/{name}"}
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ campaign shows every device succeeded: every message is committed state by then.
 
     python bench/ingest.py                          # 1,000 x 20 and 10,000 x 5 messages
     python bench/ingest.py --fleets 200:10          # a quick check
+    python bench/ingest.py --postgresql postgresql+asyncpg://postgres@127.0.0.1:5432   # Skylift on PostgreSQL
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from fleetkit import (
     NEW_VERSION,
     Device,
     Fleet,
+    add_database_option,
     anonymous_devices,
     api_client,
     bare_amqtt,
     cpu_seconds,
+    database_cpu_seconds,
+    database_settings,
     fleet_parser,
     metrics_of,
     print_table,
@@ -65,6 +69,7 @@ class Outcome:
     seconds: float  # first publish until every message was applied (or relayed)
     acked_seconds: float  # first publish until the last PUBACK
     cpu_per_message_ms: float = 0.0
+    database_cpu_per_message_ms: float = 0.0  # PostgreSQL's processes, when Skylift runs on it
 
     @property
     def rate(self) -> float:
@@ -93,8 +98,12 @@ def bare_relay(devices: int, messages: int, timeout: float) -> Outcome:
         return Outcome(total, seconds, last_ack, cpu / total * 1000)
 
 
-def skylift_ingest(root: Path, devices: int, messages: int, timeout: float) -> Outcome:
-    with running_skylift(root) as server, api_client(server) as api:
+def skylift_ingest(root: Path, devices: int, messages: int, timeout: float, postgresql: str | None) -> Outcome:
+    with (
+        database_settings(postgresql) as database,
+        running_skylift(root, database) as server,
+        api_client(server) as api,
+    ):
         product_id, tokens = register_fleet(api, devices, "ingest bench")
         package_id = upload_small_package(api, product_id)
         with Fleet(token_devices(tokens, inform=True), server.mqtt_port) as fleet:
@@ -108,7 +117,7 @@ def skylift_ingest(root: Path, devices: int, messages: int, timeout: float) -> O
             applied_before = metrics_of(server, APPLIED)
             total = devices * messages
             pid = server.process.pid
-            cpu_before = cpu_seconds(pid)
+            cpu_before, database_cpu_before = cpu_seconds(pid), database_cpu_seconds()
             print(f"  skylift (pid {pid}): {devices} devices connected; sending {total} messages", flush=True)
             started = time.perf_counter()
             send_mix(fleet, messages)
@@ -123,9 +132,10 @@ def skylift_ingest(root: Path, devices: int, messages: int, timeout: float) -> O
             wait_until("every message applied", timeout, applied, 0.1)
             seconds = time.perf_counter() - started
             cpu = cpu_seconds(pid) - cpu_before
+            database_cpu = database_cpu_seconds() - database_cpu_before
             fleet.wait("every PUBACK", timeout, lambda device: device.acked >= messages)
             last_ack = max(device.last_ack_at for device in fleet.devices) - started
-            return Outcome(total, seconds, last_ack, cpu / total * 1000)
+            return Outcome(total, seconds, last_ack, cpu / total * 1000, database_cpu / total * 1000)
 
 
 def parse_fleets(text: str) -> list[tuple[int, int]]:
@@ -138,6 +148,7 @@ def parse_fleets(text: str) -> list[tuple[int, int]]:
 
 def main() -> int:
     parser = fleet_parser(__doc__, "1000:20,10000:5", "DEVICES:MESSAGES per device, comma-separated")
+    add_database_option(parser)
     args = parser.parse_args()
     raise_open_files()
     rows = []
@@ -147,14 +158,16 @@ def main() -> int:
         relay = None if args.skip_reference else bare_relay(devices, messages, args.timeout)
         root = Path(tempfile.mkdtemp(prefix="skylift-ingest-"))
         try:
-            outcome = skylift_ingest(root, devices, messages, args.timeout)
+            outcome = skylift_ingest(root, devices, messages, args.timeout, args.postgresql)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         name = f"{devices} x {messages}"
         line = (
             f"applied {outcome.rate:7.0f} msg/s ({outcome.seconds:6.2f} s,"
             f" last PUBACK {outcome.acked_seconds:6.2f} s,"
-            f" {outcome.cpu_per_message_ms:.2f} ms CPU/msg)"
+            f" {outcome.cpu_per_message_ms:.2f} ms CPU/msg"
+            + (f" + PostgreSQL {outcome.database_cpu_per_message_ms:.2f} ms" if args.postgresql else "")
+            + ")"
         )
         if relay is not None:
             line += (

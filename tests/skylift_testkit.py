@@ -75,6 +75,8 @@ class Server:
     data_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    # The settings it runs with (SKYLIFT_*), for a command line that works on its data.
+    settings: dict[str, str] = field(default_factory=dict)
 
     def api(self, token: str | None = None) -> httpx.Client:
         return httpx.Client(
@@ -122,6 +124,9 @@ def running_server(
         "SKYLIFT_ADMIN_TOKEN": token,
         **env,
     }
+    database_url = database_url_for(data_dir)
+    if database_url is not None and "SKYLIFT_DATABASE_URL" not in env:
+        environment["SKYLIFT_DATABASE_URL"] = database_url
     if generated_token:
         del environment["SKYLIFT_ADMIN_TOKEN"]
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +140,8 @@ def running_server(
             preexec_fn=None if open_files is None else partial(_limit_open_files, open_files),
         )
     scheme = "https" if tls is not None else "http"
-    server = Server(f"{scheme}://127.0.0.1:{http_port}", mqtt_port, token, data_dir, process, log_path)
+    settings = {name: value for name, value in environment.items() if name.startswith("SKYLIFT_")}
+    server = Server(f"{scheme}://127.0.0.1:{http_port}", mqtt_port, token, data_dir, process, log_path, settings)
     try:
         wait_until(lambda: _healthy(server, tls), timeout=90, what="the server to become healthy")
         if generated_token:
@@ -149,6 +155,66 @@ def running_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# `SKYLIFT_TEST_DATABASE_URL=postgresql+asyncpg://user@host:port` runs every test server on that
+# PostgreSQL server instead of SQLite: each data dir gets a new database of its own (the same one when
+# a test restarts its server on the same data).
+TEST_DATABASE_URL = os.environ.get("SKYLIFT_TEST_DATABASE_URL")
+
+
+def database_url_for(data_dir: Path) -> str | None:
+    if not TEST_DATABASE_URL:
+        return None
+    import asyncio
+
+    import asyncpg
+
+    # Named beside the data dir, so that a server restarted on the same data finds the same database.
+    named = data_dir.parent / f"{data_dir.name}-database"
+    if not named.exists():
+        named.parent.mkdir(parents=True, exist_ok=True)
+        named.write_text(f"skylift_test_{uuid.uuid4().hex[:16]}")
+    name = named.read_text().strip()
+    server = TEST_DATABASE_URL.rstrip("/")
+
+    async def create() -> None:
+        connection = await asyncpg.connect(server.replace("+asyncpg", "") + "/postgres")
+        try:
+            if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return f"{server}/{name}"
+
+
+def database_rows(data_dir: Path, query: str, *params: object) -> list[tuple[Any, ...]]:
+    """Rows of a query (`?` placeholders) run on the database of the server kept in `data_dir`."""
+    if not TEST_DATABASE_URL:
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(data_dir / "skylift.db")) as db:
+            return list(db.execute(query, params))
+    import asyncio
+
+    import asyncpg
+
+    url = database_url_for(data_dir)
+    assert url is not None
+    numbered = query.split("?")
+    statement = numbered[0] + "".join(f"${n}{part}" for n, part in enumerate(numbered[1:], start=1))
+
+    async def fetch() -> list[tuple[Any, ...]]:
+        connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            return [tuple(row) for row in await connection.fetch(statement, *params)]
+        finally:
+            await connection.close()
+
+    return asyncio.run(fetch())
 
 
 def _limit_open_files(count: int) -> None:

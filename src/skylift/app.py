@@ -44,7 +44,7 @@ from skylift.kit import sealing
 from skylift.kit.errors import SkyliftError, error_responses
 from skylift.kit.guards import RequestGuard
 from skylift.kit.signing import UrlSigner
-from skylift.kit.strict import reject_unknown_query
+from skylift.kit.strict import reject_nul_characters, reject_unknown_query
 from skylift.packages.endpoints import router as packages_router
 from skylift.packages.reconcile import reconcile_storage
 from skylift.packages.storage import LocalStorage
@@ -258,7 +258,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         prefix="/api/v1",
         responses=error_responses(401, 403, 404, 409, 422),
         # A misspelt filter must not answer the whole list as if it had filtered.
-        dependencies=[Depends(reject_unknown_query)],
+        dependencies=[Depends(reject_unknown_query), Depends(reject_nul_characters)],
     )
     routers = (
         registry_router,
@@ -273,8 +273,10 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     for router in routers:
         api.include_router(router)
     app.include_router(api)
-    app.include_router(downloads_router, responses=error_responses(403, 404, 410, 422))
-    app.include_router(device_api_router)
+    app.include_router(
+        downloads_router, responses=error_responses(403, 404, 410, 422), dependencies=[Depends(reject_nul_characters)]
+    )
+    app.include_router(device_api_router, dependencies=[Depends(reject_nul_characters)])
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The engine step (`campaigns.rollout.advance`) on a real SQLite database, one tick at a time.
+"""The engine step (`campaigns.rollout.advance`) on a real database (SQLite, or PostgreSQL), one tick at a time.
 
 The end-to-end tests drive the engine through a running server; here the clock is in the test's
 hand, so schedules, missed runs, end times and error thresholds are checked without waiting.
@@ -32,6 +32,7 @@ from skylift.packages.models import Package, PackageFile
 from skylift.registry import service as registry
 from skylift.registry.models import Device, DeviceVersion
 from skylift.registry.schemas import DeviceCreate, ProductCreate
+from skylift_testkit import database_url_for
 
 T = TypeVar("T")
 NOW = datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC)
@@ -123,8 +124,11 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 @pytest.fixture
 def world(tmp_path: Path, loop: asyncio.AbstractEventLoop) -> Iterator[World]:
+    # PostgreSQL when the suite runs there (.ci/with-postgresql): concurrent writers differ most there.
+    url = database_url_for(tmp_path / "data") or f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}"
+
     async def build() -> World:
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}")
+        database = Database(url)
         await upgrade_to_head(database)
         world = World(database=database)
 
@@ -422,3 +426,34 @@ class TestPreloadedReports:
             )
 
         assert run(world.run(batch)) == ["1.0.1"]
+
+
+class TestConcurrentWriters:
+    """Reports of one attempt applied at the same time by two transactions (the inbox's batch, and a
+    download that ends on another connection) must not undo each other: on PostgreSQL, where readers do
+    not wait for writers, the second reads the attempt only once the first has committed."""
+
+    def test_a_download_ending_while_a_failure_is_applied_keeps_the_failure(
+        self, world: World, run: Callable[..., Any]
+    ) -> None:
+        (device_id,) = run(world.add_devices(1))
+        run(world.listen(device_id))
+        cid = run(world.create())
+        attempt = run(world.attempts(cid))[device_id]
+        assert (attempt.state, attempt.attempts) == ("notified", 1)
+
+        async def race() -> None:
+            async with world.database.transaction() as session:
+                await attempts.progress_reported(session, device_id, None, -4, "flash write error", False, NOW)
+                await session.flush()
+                # The last byte went out meanwhile: the download's own transaction must wait for this one.
+                ending = asyncio.ensure_future(
+                    world.run(lambda other: attempts.download_finished(other, attempt.id, 1, NOW))
+                )
+                await asyncio.sleep(0.5)
+                assert not ending.done()
+            await ending
+
+        run(race())
+        after = run(world.attempts(cid))[device_id]
+        assert (after.state, after.failure_reason) == ("failed", "flashing failed")

@@ -196,6 +196,59 @@ class TestIdsOutOfRange:
         assert assert_json_error(response, 422)["field"] == "file_id"
 
 
+class TestIdsBeyond32Bits:
+    """Ids are 64-bit on every database (BIGINT on PostgreSQL): one that no row has yet is a 404."""
+
+    @pytest.mark.parametrize("row_id", [2**31, 2**40, 2**63 - 1])
+    def test_an_id_no_row_has_is_not_found(self, server: Server, api: httpx.Client, row_id: int) -> None:
+        paths = httpx.get(f"{server.http_url}/openapi.json").json()["paths"]
+        readable = [
+            template
+            for template, operations in paths.items()
+            if "get" in operations and template.startswith("/api/v1/") and template.count("{") == 1
+            if template.endswith("_id}")
+        ]
+        for template in readable:
+            path = template.split("{")[0] + str(row_id)
+            assert_json_error(httpx.get(f"{server.http_url}{path}", headers=api.headers), 404)
+        assert len(readable) >= 5
+        assert api.get("/devices", params={"product_id": row_id}).json()["items"] == []
+
+
+class TestNulCharacters:
+    """PostgreSQL cannot store a NUL character in text (SQLite can): it is refused where it enters, naming
+    the field, on either database, and nothing is stored."""
+
+    def test_in_a_json_body(self, api: httpx.Client) -> None:
+        name = unique("nul")
+        response = api.post("/products", json={"name": f"{name}\x00"})
+        assert assert_json_error(response, 422)["field"] == "name"
+        assert all(p["name"] != f"{name}\x00" for p in api.get("/products", params={"limit": 1000}).json()["items"])
+        fleet = Fleet.create(api)
+        device = fleet.device()
+        response = api.patch(f"/devices/{device['id']}", json={"tags": ["fine", "not\x00fine"]})
+        assert assert_json_error(response, 422)["field"] == "tags.1"
+
+    def test_in_a_query_parameter(self, api: httpx.Client) -> None:
+        assert assert_json_error(api.get("/devices", params={"q": "a\x00b"}), 422)["field"] == "q"
+
+    def test_in_an_upload_field(self, server: Server, api: httpx.Client) -> None:
+        fleet = Fleet.create(api)
+        before = stored_files(server)
+        fields = {"product_id": str(fleet.product_id), "name": "fw\x00", "version": "1.0.0"}
+        response = api.post("/packages", data=fields, files={"file": ("a.bin", b"x")})
+        assert assert_json_error(response, 422)["field"] == "name"
+        assert stored_files(server) == before
+
+    def test_from_an_http_device(self, server: Server, api: httpx.Client) -> None:
+        device = Fleet.create(api).device()
+        headers = {"Authorization": f"Bearer {device['access_token']}"}
+        response = httpx.post(
+            f"{server.http_url}/device/v1/progress", headers=headers, json={"step": "10", "desc": "a\x00"}
+        )
+        assert assert_json_error(response, 422)["field"] == "desc"
+
+
 class TestNonAsciiCredentials:
     @pytest.mark.parametrize("token", ["tök", "固件", "😀" * 10])
     def test_an_admin_bearer_token(self, server: Server, token: str) -> None:

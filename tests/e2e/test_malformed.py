@@ -21,6 +21,9 @@ GARBAGE = [
     b'{"step": true}',
     b'{"params": {"step": "-9"}}',
     b'{"step": "50", "desc": {"x": 1}}',
+    # A NUL character: text PostgreSQL cannot store, refused on either database.
+    b'{"step": "50", "desc": "flash\\u0000ing"}',
+    b'{"id": "1", "params": {"version": "1.\\u00001"}}',
 ]
 
 

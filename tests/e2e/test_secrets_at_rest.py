@@ -12,7 +12,7 @@ import pytest
 
 from dialects_kit import EztDevice
 from skylift.kit import sealing
-from skylift_testkit import Fleet, Ports, Server, SimDevice, firmware, running_server, wait_until
+from skylift_testkit import TEST_DATABASE_URL, Fleet, Ports, Server, SimDevice, firmware, running_server, wait_until
 
 CREDENTIALS = ("access_token", "device_secret")
 
@@ -60,7 +60,8 @@ class TestDatabaseFiles:
             Fleet.create(api).device()
             modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in data_dir.iterdir() if path.is_file()}
             assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
-        assert {"skylift.db", "secret-key", "credentials-key"} <= set(modes)
+        kept = {"secret-key", "credentials-key"} | (set() if TEST_DATABASE_URL else {"skylift.db"})
+        assert kept <= set(modes)
         assert {name: mode for name, mode in modes.items() if mode & 0o077} == {}
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from skylift_testkit import Fleet, Ports, Server, firmware, running_server, wait_until
+from skylift_testkit import Fleet, Ports, Server, database_rows, firmware, running_server, wait_until
 
 MIB = 1024 * 1024
 BOUNDARY = "storage-boundary"
@@ -47,8 +45,7 @@ def referenced(data_dir: Path, package_id: object = None) -> set[str]:
     query, params = "SELECT storage_key FROM package_files", ()
     if package_id is not None:
         query, params = query + " WHERE package_id = ?", (package_id,)
-    with closing(sqlite3.connect(data_dir / "skylift.db")) as db:
-        return {row[0] for row in db.execute(query, params)}
+    return {row[0] for row in database_rows(data_dir, query, *params)}
 
 
 def multipart(fleet: Fleet, version: str, files: list[tuple[str, bytes]], closed: bool = True) -> bytes:

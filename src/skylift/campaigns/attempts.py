@@ -49,9 +49,11 @@ async def preload_open_attempts(session: AsyncSession, device_ids: Collection[in
     wanted = sorted(set(device_ids) - known.keys())
     for chunk in id_chunks(wanted):
         rows = await session.scalars(
-            select(CampaignDevice).where(
-                CampaignDevice.device_id.in_(chunk), CampaignDevice.state.in_(IN_PROGRESS_STATES)
-            )
+            select(CampaignDevice)
+            .where(CampaignDevice.device_id.in_(chunk), CampaignDevice.state.in_(IN_PROGRESS_STATES))
+            .order_by(CampaignDevice.id)
+            .with_for_update(of=CampaignDevice)
+            .execution_options(populate_existing=True)
         )
         for device_id in chunk:
             known[device_id] = []
@@ -208,6 +210,8 @@ async def _open_attempts(session: AsyncSession, device_id: int, module: str | No
         .where(CampaignDevice.device_id == device_id, CampaignDevice.state.in_(IN_PROGRESS_STATES))
         # The attempt the device was notified for last comes first.
         .order_by(CampaignDevice.notified_at.desc(), CampaignDevice.id.desc())
+        .with_for_update(of=CampaignDevice)
+        .execution_options(populate_existing=True)
     )
     if module is not None:
         query = query.where(CampaignDevice.module == await registry.device_module(session, device_id, module))
@@ -252,7 +256,7 @@ async def progress_reported(
 
 async def download_finished(session: AsyncSession, attempt_id: int, attempt_number: int, now: datetime) -> None:
     """The server sent the last byte of the attempt's file: the device has it."""
-    attempt = await session.get(CampaignDevice, attempt_id)
+    attempt = await session.get(CampaignDevice, attempt_id, with_for_update=True, populate_existing=True)
     if attempt is not None and attempt.attempts == attempt_number:
         apply_event(attempt, Downloaded(), now)
 
@@ -287,6 +291,8 @@ async def offer(session: AsyncSession, device_id: int, module: str | None, now: 
                 CampaignDevice.state.in_(OPEN_STATES),
             )
             .options(selectinload(CampaignDevice.campaign).selectinload(Campaign.package).selectinload(Package.files))
+            .with_for_update(of=CampaignDevice)
+            .execution_options(populate_existing=True)
         )
     ).all()
     candidates = [a for a in attempts if _delivered_on_request(a)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import cast, overload
 
-from sqlalchemy import DateTime, Index, MetaData, Table, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, Table, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -41,8 +41,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value
 
 
+# Ids (and every other whole number mapped without a type of its own) hold 64 bits, as the API accepts
+# them: BIGINT on PostgreSQL; SQLite's INTEGER already holds 64 bits, and only a column declared
+# INTEGER (not BIGINT) numbers its rows by itself.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {int: Id}
 
 
 class TimestampMixin:

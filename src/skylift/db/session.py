@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -19,8 +19,18 @@ log = logging.getLogger(__name__)
 AfterCommit = Callable[[], Awaitable[None]]
 
 
+# PostgreSQL's answers that undo a transaction which would succeed if done again: a serialization
+# failure, a deadlock (another transaction waited for this one's rows while it waited for theirs).
+_RETRYABLE_STATES = frozenset({"40001", "40P01"})
+
+
 def is_busy(error: BaseException) -> bool:
-    """SQLite refused a lock ("database is locked" / "database is busy")."""
+    """The database refused a lock for now: SQLite's "database is locked" / "database is busy", or
+    PostgreSQL ended the transaction as a deadlock's or a serialization failure's loser."""
+    if not isinstance(error, DBAPIError):
+        return False
+    if getattr(error.orig, "sqlstate", None) in _RETRYABLE_STATES:
+        return True
     return isinstance(error, OperationalError) and any(
         words in str(error.orig) for words in ("database is locked", "database is busy")
     )

@@ -15,7 +15,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.campaigns import attempts, outbox, rollout
-from skylift.db.session import Database, before_commit
+from skylift.db.session import Database, after_commit, before_commit
 from skylift.devices import credentials, mqtt_blocks, requests
 from skylift.devices import service as device_service
 from skylift.devices.dialects import alink, eztcloud, ota
@@ -171,8 +171,12 @@ class DeviceHub:
                 listening += await device_service.relays(session, identity.device_id)
             # A notice that went to an earlier connection and was never answered goes out again.
             await outbox.send_again_if_unheard(session, listening)
-        # A gateway's sub-devices may belong to other products.
-        product_id = None if relays else identity.product_id
+            # A gateway's sub-devices may belong to other products.
+            product_id = None if relays else identity.product_id
+            # Told once the device is seen listening: in a batch of the inbox, after the batch commits.
+            after_commit(session, partial(self._now_listening, product_id))
+
+    async def _now_listening(self, product_id: int | None) -> None:
         for listener in self.on_listening:
             listener(product_id)
 

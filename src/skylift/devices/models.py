@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skylift.db.base import Base, UtcDateTime
+from skylift.db.base import Base, Id, UtcDateTime
 
 
 class InboxMessage(Base):
@@ -17,7 +17,7 @@ class InboxMessage(Base):
     __tablename__ = "device_inbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    device_id: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[int] = mapped_column(Id)
     # How the device had logged in, to rebuild its identity at replay.
     login_style: Mapped[str] = mapped_column(String(16))
     auto_subscribe: Mapped[bool] = mapped_column(Boolean)

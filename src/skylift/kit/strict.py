@@ -6,6 +6,7 @@ believes the filter worked; `"enabled": "no"` read as false disables a device by
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import Request
@@ -14,6 +15,7 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
 from skylift.kit.errors import Invalid
+from skylift.kit.nul import first_nul
 
 _known: dict[int, frozenset[str]] = {}
 
@@ -57,3 +59,24 @@ def _strict_bool(value: object) -> object:
 
 # A boolean sent as text (a query parameter, a form field): `true` or `false`, nothing else.
 TextBool = Annotated[bool, BeforeValidator(_strict_bool)]
+
+
+async def reject_nul_characters(request: Request) -> None:
+    """A dependency for routers: 422 naming the first query or path parameter, or JSON body field, that
+    holds a NUL character. PostgreSQL's text cannot hold one (SQLite's can): such a value would fail
+    in the database, so it is refused where it enters, the same on either database."""
+    for name, value in [*request.query_params.multi_items(), *request.path_params.items()]:
+        if "\x00" in str(value):
+            raise Invalid(f"{name} must not contain a NUL character", field=name)
+    if not request.headers.get("content-type", "").startswith("application/json"):
+        return
+    body = await request.body()  # kept by Starlette for the route to parse again
+    if b"\\u0000" not in body:  # JSON escapes the character; raw, it is not JSON at all
+        return
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return  # the route answers what is wrong with the body
+    field = first_nul(parsed)
+    if field is not None:
+        raise Invalid(f"{field} must not contain a NUL character", field=field or None)

@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from skylift.db.base import Base, TimestampMixin, UtcDateTime
+from skylift.db.base import Base, Id, TimestampMixin, UtcDateTime
 
 
 class SystemParameter(TimestampMixin, Base):
@@ -28,7 +28,7 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
     target_type: Mapped[str] = mapped_column(String(32), index=True)
-    target_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    target_id: Mapped[int | None] = mapped_column(Id, default=None)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from skylift.kit.nul import first_nul
+
 MAX_MODULE_LENGTH = 64
 MAX_VERSION_LENGTH = 64
 MAX_ID_LENGTH = 64
@@ -115,6 +117,8 @@ def load_object(payload: bytes, *, floats_as_text: bool = False, trailing_commas
             raise MalformedMessage("payload is not JSON") from exc
     if not isinstance(value, dict):
         raise MalformedMessage("payload is not a JSON object")
+    if b"\\u0000" in payload and first_nul(value) is not None:
+        raise MalformedMessage("payload holds a NUL character")
     return value
 
 
