@@ -11,6 +11,7 @@ and the ratio of the notice rate to the bare relay's.
 
     python bench/fanout.py                     # 1,000 and 10,000 devices
     python bench/fanout.py --fleets 200        # a quick check
+    python bench/fanout.py --postgresql postgresql+asyncpg://postgres@127.0.0.1:5432   # Skylift on PostgreSQL
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from pathlib import Path
 from fleetkit import (
     Device,
     Fleet,
+    add_database_option,
     anonymous_devices,
     api_client,
     bare_amqtt,
     cpu_seconds,
+    database_cpu_seconds,
+    database_settings,
     fleet_parser,
     metrics_of,
     parse_fleets,
@@ -86,17 +90,22 @@ class Rollout:
     succeeded_s: float
     cpu_per_device_ms: float
     connect_s: float
+    database_cpu_per_device_ms: float  # PostgreSQL's processes, when Skylift runs on it
 
 
-def skylift_rollout(root: Path, devices: int, timeout: float) -> Rollout:
-    with running_skylift(root) as server, api_client(server) as api:
+def skylift_rollout(root: Path, devices: int, timeout: float, postgresql: str | None) -> Rollout:
+    with (
+        database_settings(postgresql) as database,
+        running_skylift(root, database) as server,
+        api_client(server) as api,
+    ):
         product_id, tokens = register_fleet(api, devices, "fanout bench")
         package_id = upload_small_package(api, product_id)
         with Fleet(token_devices(tokens, inform=True, on_notice="100"), server.mqtt_port) as fleet:
             connect_s = fleet.ready(timeout)
             wait_until("every version report applied", timeout, lambda: metrics_of(server, APPLIED) >= devices, 0.2)
             pid = server.process.pid
-            cpu_before = cpu_seconds(pid)
+            cpu_before, database_cpu_before = cpu_seconds(pid), database_cpu_seconds()
             print(f"  skylift (pid {pid}): {devices} devices connected; starting the campaign", flush=True)
             started = time.perf_counter()
             body = {"name": "fanout bench", "package_id": package_id}
@@ -112,14 +121,18 @@ def skylift_rollout(root: Path, devices: int, timeout: float) -> Rollout:
             wait_until("every device succeeded", timeout, all_succeeded, 0.2)
             succeeded_s = time.perf_counter() - started
             cpu = cpu_seconds(pid) - cpu_before
+            database_cpu = database_cpu_seconds() - database_cpu_before
             duplicates = sum(1 for device in fleet.devices if device.notices > 1)
             if duplicates:
                 raise BenchError(f"{duplicates} devices got more than one notice")
-            return Rollout(post_s, last_notice, succeeded_s, cpu / devices * 1000, connect_s)
+            return Rollout(
+                post_s, last_notice, succeeded_s, cpu / devices * 1000, connect_s, database_cpu / devices * 1000
+            )
 
 
 def main() -> int:
     parser = fleet_parser(__doc__, "1000,10000", "fleet sizes (comma-separated)")
+    add_database_option(parser)
     args = parser.parse_args()
     raise_open_files()
     rows = []
@@ -127,7 +140,7 @@ def main() -> int:
         relay = None if args.skip_reference else bare_relay(devices, args.timeout)
         root = Path(tempfile.mkdtemp(prefix="skylift-fanout-"))
         try:
-            rollout = skylift_rollout(root, devices, args.timeout)
+            rollout = skylift_rollout(root, devices, args.timeout, args.postgresql)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         notice_rate = devices / rollout.last_notice_s
@@ -138,7 +151,11 @@ def main() -> int:
                 f"{rollout.last_notice_s:7.2f} s ({notice_rate:7.0f} notices/s, {notice_rate * 60:9.0f}/min)",
             ),
             (f"{devices} devices: all succeeded", f"{rollout.succeeded_s:7.2f} s"),
-            (f"{devices} devices: server CPU per device", f"{rollout.cpu_per_device_ms:7.2f} ms"),
+            (
+                f"{devices} devices: server CPU per device",
+                f"{rollout.cpu_per_device_ms:7.2f} ms"
+                + (f" + PostgreSQL {rollout.database_cpu_per_device_ms:.2f} ms" if args.postgresql else ""),
+            ),
             (f"{devices} devices: fleet connected in", f"{rollout.connect_s:7.2f} s"),
         ]
         if relay is not None:

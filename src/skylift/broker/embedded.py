@@ -38,7 +38,7 @@ from amqtt.session import OutgoingApplicationMessage, Session
 from transitions import MachineError
 
 from skylift.broker.delivery import send_at_least_once
-from skylift.broker.intake import DeviceProtocolHandler, GatedReader
+from skylift.broker.intake import DeviceProtocolHandler, GatedReader, refuse_wildcard_publishes
 from skylift.broker.lean import LeanBroker, slim_session
 from skylift.broker.limits import ConnectionGate, ConnectionLimits, PacketTooLarge
 from skylift.broker.plugins import IDENTITY_KEY, identity_of
@@ -87,6 +87,7 @@ async def _close(writer: Any) -> None:
 class SkyliftBroker(LeanBroker):
     def __init__(self, config: dict[str, Any], hub: DeviceHub, limits: ConnectionLimits, rates: RateLimits) -> None:
         super().__init__(config)
+        refuse_wildcard_publishes()
         self._subscriptions = Subscriptions()
         # client id -> its filters, so that a connect or a disconnect touches its own filters, not every one.
         self._filters_of: dict[str, set[str]] = {}

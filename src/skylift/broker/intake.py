@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from amqtt.adapters import ReaderAdapter
+from amqtt.errors import MQTTError
 from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.constants import QOS_0, QOS_1
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler, Subscription, UnSubscription
 from amqtt.mqtt.puback import PubackPacket
-from amqtt.mqtt.publish import PublishPacket
+from amqtt.mqtt.publish import PublishPacket, PublishVariableHeader
 from amqtt.mqtt.subscribe import SubscribePacket
 from amqtt.mqtt.unsubscribe import UnsubscribePacket
 from amqtt.session import Session
@@ -42,6 +43,29 @@ log = logging.getLogger(__name__)
 def _refused_by_amqtt(topic: str) -> bool:
     # Topics amqtt's broker closes the connection for ([MQTT-4.7.3-1], [MQTT-3.3.2-2], [MQTT-4.7.2-1]).
     return not topic or "#" in topic or "+" in topic or topic.startswith("$")
+
+
+class ProtocolViolation(Exception):
+    """A packet MQTT forbids: the server closes its connection ([MQTT-4.8.0-1])."""
+
+
+_publish_header_parser = PublishVariableHeader.from_stream.__func__
+
+
+async def _publish_header(cls: type[PublishVariableHeader], reader: Any, fixed_header: Any) -> PublishVariableHeader:
+    try:
+        header: PublishVariableHeader = await _publish_header_parser(cls, reader, fixed_header)
+    except MQTTError as exc:
+        metrics.REFUSED_CONNECTIONS.labels(reason="wildcard in a PUBLISH topic").inc()
+        raise ProtocolViolation(f"a PUBLISH on a topic with a wildcard: {exc}") from exc
+    return header
+
+
+def refuse_wildcard_publishes() -> None:
+    """amqtt's PUBLISH parser refuses a topic with `+` or `#` ([MQTT-3.3.2-2]) once it has read the topic
+    alone; its reader loop then drops the packet and reads the rest of it (packet id, payload) as the next
+    packets. Here the violation ends the connection, as MQTT requires, and is counted."""
+    PublishVariableHeader.from_stream = classmethod(_publish_header)
 
 
 class SubscriptionDesk(Protocol):

@@ -22,7 +22,7 @@ from skylift.campaigns.queries import IN_PROGRESS_STATES
 from skylift.campaigns.state import DeviceState
 from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
-from skylift.db.session import signal_after_commit
+from skylift.db.session import grew, signal_after_commit
 from skylift.packages.models import Package
 from skylift.registry.models import Device, Product
 
@@ -45,6 +45,7 @@ async def enqueue(session: AsyncSession, attempts: Sequence[tuple[int, int]], no
         for attempt_id, device_id in attempts
     ]
     await session.execute(insert(table_of(NoticeOutbox)), rows)
+    grew(session, NoticeOutbox.__tablename__, len(rows))
     signal_after_commit(session, NOTICES_DUE)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
+from skylift.db.session import grew
 from skylift.kit.errors import BadRequest, Conflict, Invalid, ItemError, UnsupportedMediaType
 from skylift.registry.models import Device, Product
 from skylift.registry.schemas import DeviceCreate, ImportRow
@@ -178,6 +179,7 @@ async def _insert_devices(session: AsyncSession, product: Product, devices: list
     try:
         # One executemany; a RETURNING in row order would have SQLite insert one row per statement.
         await session.execute(insert(table), rows)
+        grew(session, table.name, len(rows))
     except IntegrityError as exc:
         raise Conflict("the devices could not be registered; try again", field="name") from exc
     by_name = {device.name: device for device in devices}
