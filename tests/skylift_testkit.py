@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -166,10 +166,6 @@ TEST_DATABASE_URL = os.environ.get("SKYLIFT_TEST_DATABASE_URL")
 def database_url_for(data_dir: Path) -> str | None:
     if not TEST_DATABASE_URL:
         return None
-    import asyncio
-
-    import asyncpg
-
     # Named beside the data dir, so that a server restarted on the same data finds the same database.
     named = data_dir.parent / f"{data_dir.name}-database"
     if not named.exists():
@@ -178,16 +174,28 @@ def database_url_for(data_dir: Path) -> str | None:
     name = named.read_text().strip()
     server = TEST_DATABASE_URL.rstrip("/")
 
-    async def create() -> None:
-        connection = await asyncpg.connect(server.replace("+asyncpg", "") + "/postgres")
+    async def create(connection: Any) -> None:
+        if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await connection.execute(f'CREATE DATABASE "{name}"')
+
+    _on_postgresql(f"{server}/postgres", create)
+    return f"{server}/{name}"
+
+
+def _on_postgresql(url: str, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `work` with a connection to the PostgreSQL database at `url` (an SQLAlchemy asyncpg URL)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> T:
+        connection = await asyncpg.connect(url.replace("+asyncpg", ""))
         try:
-            if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                await connection.execute(f'CREATE DATABASE "{name}"')
+            return await work(connection)
         finally:
             await connection.close()
 
-    asyncio.run(create())
-    return f"{server}/{name}"
+    return asyncio.run(run())
 
 
 def database_rows(data_dir: Path, query: str, *params: object) -> list[tuple[Any, ...]]:
@@ -198,23 +206,15 @@ def database_rows(data_dir: Path, query: str, *params: object) -> list[tuple[Any
 
         with closing(sqlite3.connect(data_dir / "skylift.db")) as db:
             return list(db.execute(query, params))
-    import asyncio
-
-    import asyncpg
-
     url = database_url_for(data_dir)
     assert url is not None
     numbered = query.split("?")
     statement = numbered[0] + "".join(f"${n}{part}" for n, part in enumerate(numbered[1:], start=1))
 
-    async def fetch() -> list[tuple[Any, ...]]:
-        connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-        try:
-            return [tuple(row) for row in await connection.fetch(statement, *params)]
-        finally:
-            await connection.close()
+    async def fetch(connection: Any) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in await connection.fetch(statement, *params)]
 
-    return asyncio.run(fetch())
+    return _on_postgresql(url, fetch)
 
 
 def _limit_open_files(count: int) -> None:

@@ -196,17 +196,12 @@ class TestManagingUsers:
         assert api.post("/users/me/tokens", json={"name": "x"}).status_code == 409
 
 
-def _database_of(server: Server) -> dict[str, str]:
-    url = server.settings.get("SKYLIFT_DATABASE_URL")
-    return {"SKYLIFT_DATABASE_URL": url} if url else {}
-
-
 def users_create(server: Server, *arguments: str) -> subprocess.CompletedProcess[str]:
     """`skylift users create ...` with the server's settings (its data dir), the password on stdin."""
     return subprocess.run(
         [sys.executable, "-m", "skylift.cli", "users", "create", *arguments, "--password-stdin"],
         input=PASSWORD + "\n",
-        env={**os.environ, "SKYLIFT_DATA_DIR": str(server.data_dir), **_database_of(server)},
+        env={**os.environ, **server.settings},
         capture_output=True,
         text=True,
         timeout=120,

@@ -22,8 +22,8 @@ from skylift.console import auth, i18n
 from skylift.console.words import N_
 from skylift.context import AppContext
 from skylift.db.session import savepoint as savepoint
-from skylift.kit.errors import Invalid, SkyliftError
-from skylift.kit.nul import first_nul
+from skylift.kit.errors import SkyliftError
+from skylift.kit.nul import refuse_nul
 
 T = TypeVar("T")
 PREFIX = "/console"
@@ -275,9 +275,7 @@ async def perform(
     """Validate and do a change in a savepoint; on an error nothing of it stays, and the answer is the form
     again with each error beside its field (the form's fields are the keys of `values`)."""
     try:
-        nul = first_nul(values)  # PostgreSQL could not store it: refused as the API refuses it
-        if nul is not None:
-            raise Invalid(f"{nul} must not contain a NUL character", field=nul)
+        refuse_nul(values)  # PostgreSQL could not store it: refused as the API refuses it
         async with savepoint(session):
             return await work()
     except (ValidationError, SkyliftError) as exc:

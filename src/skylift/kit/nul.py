@@ -3,6 +3,8 @@ carries one is refused where it enters (an HTTP field, a device's message), on e
 
 from __future__ import annotations
 
+from skylift.kit.errors import Invalid
+
 
 def first_nul(value: object, where: str = "") -> str | None:
     """Where the first NUL character of a parsed JSON value is, as a dotted path ("" for the value
@@ -23,3 +25,10 @@ def first_nul(value: object, where: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def refuse_nul(value: object, where: str = "") -> None:
+    """Raise a 422 naming where the value (a parameter, a form, a parsed JSON body) holds a NUL character."""
+    field = first_nul(value, where)
+    if field is not None:
+        raise Invalid(f"{field or 'the value'} must not contain a NUL character", field=field or None)

@@ -15,7 +15,7 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
 from skylift.kit.errors import Invalid
-from skylift.kit.nul import first_nul
+from skylift.kit.nul import refuse_nul
 
 _known: dict[int, frozenset[str]] = {}
 
@@ -66,8 +66,7 @@ async def reject_nul_characters(request: Request) -> None:
     holds a NUL character. PostgreSQL's text cannot hold one (SQLite's can): such a value would fail
     in the database, so it is refused where it enters, the same on either database."""
     for name, value in [*request.query_params.multi_items(), *request.path_params.items()]:
-        if "\x00" in str(value):
-            raise Invalid(f"{name} must not contain a NUL character", field=name)
+        refuse_nul(str(value), name)
     if not request.headers.get("content-type", "").startswith("application/json"):
         return
     body = await request.body()  # kept by Starlette for the route to parse again
@@ -77,6 +76,4 @@ async def reject_nul_characters(request: Request) -> None:
         parsed = json.loads(body)
     except ValueError:
         return  # the route answers what is wrong with the body
-    field = first_nul(parsed)
-    if field is not None:
-        raise Invalid(f"{field} must not contain a NUL character", field=field or None)
+    refuse_nul(parsed)

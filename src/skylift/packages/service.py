@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from skylift.kit.errors import Conflict, Invalid, NotFound
-from skylift.kit.nul import first_nul
+from skylift.kit.nul import refuse_nul
 from skylift.kit.pagination import PageRequest, fetch_page
 from skylift.kit.versions import same_version
 from skylift.packages.models import Package, PackageFile
@@ -50,9 +50,7 @@ def package_out(package: Package) -> PackageOut:
 
 
 def parse_fields(raw: dict[str, str]) -> PackageFields:
-    nul = first_nul(raw)
-    if nul is not None:
-        raise Invalid(f"{nul} must not contain a NUL character", field=nul)
+    refuse_nul(raw)
     try:
         return PackageFields.model_validate(raw)
     except ValidationError as exc:
