@@ -51,6 +51,8 @@ from skylift.kit import metrics
 
 log = logging.getLogger(__name__)
 
+UNSUBSCRIBE_RECORD_SECONDS = 10.0  # how long an UNSUBACK waits for the hub (the database) at most
+
 PLUGINS = ("DeviceAuthPlugin", "DeviceTopicPlugin", "DeviceMessagePlugin")
 REFUSED = 0x80  # SUBACK return code of a refused filter
 
@@ -316,11 +318,22 @@ class SkyliftBroker(LeanBroker):
         await self._client_message_loop(session, handler)
 
     async def _handle_unsubscription(self, session: Session, handler: Any, waiter: asyncio.Future[Any]) -> None:
-        await super()._handle_unsubscription(session, handler, waiter)
+        """amqtt's step, except that the UNSUBACK waits until the hub has committed what the device still
+        hears: a device told it is unsubscribed is no longer counted as listening."""
+        unsubscription = waiter.result()
+        for topic_filter in unsubscription.topics:
+            self._del_subscription(topic_filter, session)
+            await self.plugins_manager.fire_event(
+                BrokerEvents.CLIENT_UNSUBSCRIBED, client_id=session.client_id, topic=topic_filter
+            )
         identity = identity_of(session)
         if identity is not None:
             # What the session still hears decides whether the device still hears its notices.
-            self.hub.unsubscribed(identity, sorted(self._filters_of.get(session.client_id, ())))
+            recorded = self.hub.unsubscribed(identity, sorted(self._filters_of.get(session.client_id, ())))
+            _, late = await asyncio.wait({recorded}, timeout=UNSUBSCRIBE_RECORD_SECONDS)
+            if late:
+                log.warning("device %s: its unsubscription is not recorded yet; acknowledged", identity.device_id)
+        await handler.mqtt_acknowledge_unsubscription(unsubscription.packet_id)
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         granted: int = await super().add_subscription(subscription, session)

@@ -144,10 +144,11 @@ class DeviceHub:
         """The device subscribed: from now on it can hear what is sent to it (ordered with its messages)."""
         self.inbox.enqueue(identity.device_id, partial(self._on_subscribed, identity, topic_filter), "subscription")
 
-    def unsubscribed(self, identity: DeviceIdentity, remaining: Sequence[str]) -> None:
-        """The device unsubscribed; `remaining` is every filter it still has (ordered with its messages)."""
+    def unsubscribed(self, identity: DeviceIdentity, remaining: Sequence[str]) -> asyncio.Future[None]:
+        """The device unsubscribed; `remaining` is every filter it still has (ordered with its messages).
+        The future is done once that is committed: only then may the device hear its UNSUBACK."""
         job = partial(self._on_unsubscribed, identity, tuple(remaining))
-        self.inbox.enqueue(identity.device_id, job, "unsubscription")
+        return self.inbox.enqueue(identity.device_id, job, "unsubscription")
 
     def _wake_engine(self, product_id: int | None) -> None:
         if self.wake_engine is not None:

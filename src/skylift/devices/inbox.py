@@ -83,6 +83,7 @@ class _Message:
 class _Job:
     run: Job
     what: str
+    done: asyncio.Future[None]  # settled once the job's transaction has committed
 
 
 _Item = _Message | _Job
@@ -143,10 +144,13 @@ class Inbox:
         self._queue(identity.device_id, message)
         return receipt
 
-    def enqueue(self, device_id: int, job: Job, what: str) -> None:
+    def enqueue(self, device_id: int, job: Job, what: str) -> asyncio.Future[None]:
         """Queue work that must run in order with the device's messages (not recorded: a subscription
-        belongs to a connection, which a restart ends anyway)."""
-        self._queue(device_id, _Job(job, what))
+        belongs to a connection, which a restart ends anyway). The future is done once the job's
+        transaction has committed (or the job failed and was logged)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue(device_id, _Job(job, what, done))
+        return done
 
     def backlog(self, device_id: int) -> int:
         """The device's items queued and not applied yet."""
@@ -272,6 +276,9 @@ class Inbox:
         for message in fresh:
             if message.receipt is not None and not message.receipt.done():
                 message.receipt.set_result(True)
+        for _, item in taken:
+            if isinstance(item, _Job) and not item.done.done():
+                item.done.set_result(None)
         metrics.APPLIED_MESSAGES.inc(sum(1 for _, item in taken if isinstance(item, _Message)))
         self._open_rooms()
         return True
