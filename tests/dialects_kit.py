@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from cryptography import x509
@@ -75,8 +75,9 @@ class BlockReply:
         return int(self.header["code"])
 
 
-def parse_block_reply(payload: bytes) -> BlockReply:
-    """2-byte big-endian header length, JSON header, then bSize bytes and a 2-byte big-endian CRC."""
+def parse_block_reply(payload: bytes, crc_order: Literal["big", "little"] = "big") -> BlockReply:
+    """2-byte big-endian header length, JSON header, then bSize bytes and a 2-byte CRC (big-endian on the
+    /ota/ topics; low byte first on /sys/, as Link SDK 4 reads it)."""
     length = int.from_bytes(payload[:2], "big")
     header = json.loads(payload[2 : 2 + length])
     rest = payload[2 + length :]
@@ -85,7 +86,7 @@ def parse_block_reply(payload: bytes) -> BlockReply:
         return BlockReply(header, b"", None)
     size = header["data"]["bSize"]
     assert len(rest) == size + 2, (len(rest), size)
-    return BlockReply(header, rest[:size], int.from_bytes(rest[size:], "big"))
+    return BlockReply(header, rest[:size], int.from_bytes(rest[size:], crc_order))
 
 
 def block_request(stream_id: int, file_id: int, offset: int, size: int, message_id: str = "1") -> dict[str, Any]:

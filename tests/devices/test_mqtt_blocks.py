@@ -18,6 +18,7 @@ from skylift.devices.mqtt_blocks import (
     block_reply,
     block_span,
     crc16_ibm,
+    crc_order,
     error_reply,
     frame,
     read_block,
@@ -53,6 +54,15 @@ class TestFrame:
         assert payload[2 : 2 + len(header)] == header
         assert payload[2 + len(header) : -2] == b"abc"
         assert payload[-2:] == crc16_ibm(b"abc").to_bytes(2, "big")
+
+    def test_a_sys_topic_reply_carries_its_crc_as_link_sdk_4_reads_it(self) -> None:
+        assert crc_order("sys") == "little"
+        assert crc_order("ota") == "big"
+        payload = block_reply(request(), file_length=9, offset=0, data=b"123456789", order=crc_order("sys"))
+        assert payload[-2] | payload[-1] << 8 == 0xBB3D  # the SDK's own read of the last two bytes
+        assert payload[-2:] == b"\x3d\xbb"
+        # Everything before the CRC is the same in either order; the header length stays big-endian.
+        assert payload[:-2] == block_reply(request(), file_length=9, offset=0, data=b"123456789")[:-2]
 
     def test_block_reply_header(self) -> None:
         reply = parse_block_reply(block_reply(request(), file_length=1000, offset=512, data=b"x" * 10))

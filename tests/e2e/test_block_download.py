@@ -13,7 +13,9 @@ from skylift_testkit import Fleet, Server, SimDevice, firmware, md5
 
 def fetch(sim: SimDevice, request_topic: str, reply_topic: str, **request: Any) -> BlockReply:
     sim.publish(request_topic, block_request(**request))
-    return parse_block_reply(next_raw(sim, reply_topic))
+    # Link SDK 4 reads the CRC of a /sys/ reply low byte first (`p[0] | p[1] << 8`); the /ota/ topics
+    # carry it big-endian.
+    return parse_block_reply(next_raw(sim, reply_topic), "little" if reply_topic.startswith("/sys/") else "big")
 
 
 def download(sim: SimDevice, request_topic: str, reply_topic: str, stream: int, file: int, block: int) -> bytes:

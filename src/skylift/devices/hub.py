@@ -299,7 +299,8 @@ class DeviceHub:
             return
         if self.storage is None:
             raise RuntimeError("no package storage attached for downloads over MQTT")
-        served = await mqtt_blocks.serve(self.database, self.storage, identity, event)
+        order = mqtt_blocks.crc_order(where.family)
+        served = await mqtt_blocks.serve(self.database, self.storage, identity, event, order)
         await self.publish(where.reply_topic, served.payload)
         if served.finished is not None:
             async with self.database.transaction() as session:

@@ -1,8 +1,10 @@
 """Package files over MQTT in blocks, in Alibaba's format (campaigns whose protocol is mqtt).
 
 A reply is one binary payload: a 2-byte big-endian header length, the JSON header, the block's
-bytes, then their CRC-16/IBM (poly 0x8005 reflected, init 0), 2 bytes big-endian. A request that
-cannot be served gets only the length and a JSON header with code 400 (no data, no CRC).
+bytes, then their CRC-16/IBM (poly 0x8005 reflected, init 0), 2 bytes: big-endian on
+`/ota/device/download_reply/{id}`, low byte first on `/sys/{pk}/{dn}/thing/file/download_reply` (see
+`crc_order`). A request that cannot be served gets only the length and a JSON header with code 400
+(no data, no CRC).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anycrc
 
@@ -28,31 +30,43 @@ MAX_BLOCK_SIZE = 64 * 1024
 _CRC16_IBM = anycrc.Model("CRC16-ARC")  # CRC-16/IBM is catalogued as CRC-16/ARC
 
 
+ByteOrder = Literal["big", "little"]
+
+
 def crc16_ibm(data: bytes) -> int:
     return int(_CRC16_IBM.calc(data))
 
 
-def frame(header: dict[str, Any], data: bytes | None = None) -> bytes:
+def crc_order(family: str) -> ByteOrder:
+    """How a reply's CRC is written, by the request's topic family. Alibaba's Link SDK 4 takes the CRC
+    of a `/sys/.../thing/file/download_reply` low byte first (its mqtt_download component reads
+    `p[0] | p[1] << 8`, older releases a native `uint16_t` on little-endian chips), so that is what
+    Alibaba's platform sends and what devices built on it check; the seeds' `/ota/device/...` topics
+    keep SPEC's big-endian."""
+    return "little" if family == "sys" else "big"
+
+
+def frame(header: dict[str, Any], data: bytes | None = None, order: ByteOrder = "big") -> bytes:
     """Length-prefixed JSON header, then (for a served block) the data and its CRC."""
     head = dump_payload(header)
     body = len(head).to_bytes(2, "big") + head
     if data is None:
         return body
-    return body + data + crc16_ibm(data).to_bytes(2, "big")
+    return body + data + crc16_ibm(data).to_bytes(2, order)
 
 
 def _echo_id(message_id: MessageId | None) -> MessageId:
     return message_id if message_id is not None else ""
 
 
-def block_reply(request: BlockRequested, file_length: int, offset: int, data: bytes) -> bytes:
+def block_reply(request: BlockRequested, file_length: int, offset: int, data: bytes, order: ByteOrder = "big") -> bytes:
     header = {
         "code": 200,
         "data": {"fileToken": request.file_token, "fileLength": file_length, "bSize": len(data), "bOffset": offset},
         "id": _echo_id(request.message_id),
         "message": "success",
     }
-    return frame(header, data)
+    return frame(header, data, order)
 
 
 def error_reply(request: BlockRequested, message: str, code: int = 400) -> bytes:
@@ -82,8 +96,10 @@ class Served:
     finished: tuple[int, int] | None = None
 
 
-async def serve(database: Database, storage: LocalStorage, identity: DeviceIdentity, request: BlockRequested) -> Served:
-    """Answer one block request of a device for a file of its own open attempt."""
+async def serve(
+    database: Database, storage: LocalStorage, identity: DeviceIdentity, request: BlockRequested, order: ByteOrder
+) -> Served:
+    """Answer one block request of a device for a file of its own open attempt; `order` is the CRC's."""
     async with database.transaction() as session:
         source = await attempts.block_source(session, identity.device_id, request.stream_id, request.file_id)
     if source is None:
@@ -101,4 +117,4 @@ async def serve(database: Database, storage: LocalStorage, identity: DeviceIdent
         log.error("package file %s is shorter than recorded (%s bytes)", source.storage_key, source.size)
         return Served(error_reply(request, "the file cannot be read", code=500))
     finished = (source.attempt_id, source.attempt_number) if offset + size >= source.size else None
-    return Served(block_reply(request, source.size, offset, data), finished)
+    return Served(block_reply(request, source.size, offset, data, order), finished)
