@@ -105,13 +105,15 @@ def running_server(
     tls: ssl.SSLContext | None = None,
     open_files: int | None = None,
     generated_token: bool = False,
+    log_name: str = "server",
     **env: str,
 ) -> Iterator[Server]:
     """Start `skylift serve` as a subprocess and wait for /healthz; stop it afterwards.
 
     With `tls` (the context that trusts the server's certificate) the HTTP port speaks HTTPS; with
     `open_files` the server runs under that descriptor limit (soft and hard); with `generated_token` the
-    server makes its admin token itself and keeps it in the data dir, as on a first start."""
+    server makes its admin token itself and keeps it in the data dir, as on a first start. Its output goes
+    to `<data dir>-<log_name>.log` beside the data dir (replicas sharing one data dir name their own)."""
     ports = ports or Ports()
     http_port, mqtt_port, token = ports.http, ports.mqtt, ports.token
     environment = {
@@ -130,7 +132,7 @@ def running_server(
     if generated_token:
         del environment["SKYLIFT_ADMIN_TOKEN"]
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"{data_dir.name}-server.log"
+    log_path = data_dir.parent / f"{data_dir.name}-{log_name}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "skylift.cli", "serve"],

@@ -33,10 +33,11 @@ from skylift.context import AppContext
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database, is_busy
 from skylift.deps import ADMIN_REFUSAL, PRINCIPAL, authenticate
-from skylift.devices import service as device_service
+from skylift.devices import nodes
 from skylift.devices.downloads import router as downloads_router
 from skylift.devices.http_api import router as device_api_router
 from skylift.devices.hub import DeviceHub
+from skylift.devices.nodes import NodeKeeper
 from skylift.devices.notices import Notifier
 from skylift.devices.relay import NoticeRelay
 from skylift.docs import install_docs
@@ -164,7 +165,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade_to_head(context.database)
         async with context.database.transaction() as session:
-            await device_service.mark_all_offline(session)
+            await nodes.start(session, settings.node, context.clock.now())
             await check_credentials_key(session)
             if sealing.keyring().has_old_keys:
                 log.info("%d devices' credentials resealed with the current key", await reseal_credentials(session))
@@ -175,6 +176,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             settings.mqtt_max_payload_bytes,
             context.storage,
             context.clock,
+            settings.node,
         )
         limits = ConnectionLimits(
             settings.mqtt_connect_timeout_seconds,
@@ -196,7 +198,16 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         hub.attach_publisher(broker.publish, broker.disconnect)
         engine = RolloutEngine(context.database, settings.engine_interval_seconds, context.clock)
         relay = NoticeRelay(
-            context.database, hub.notifier, hub.publish, context.clock, settings.engine_interval_seconds
+            context.database, hub.notifier, hub.publish, context.clock, settings.engine_interval_seconds, settings.node
+        )
+        keeper = NodeKeeper(
+            context.database,
+            hub.inbox,
+            broker.disconnect,
+            context.clock,
+            settings.node,
+            settings.node_timeout_seconds,
+            settings.engine_interval_seconds,
         )
         hub.wake_engine = engine.wake
         # A device that begins to listen may get a notice waiting for it (relay), or join one (engine).
@@ -208,6 +219,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         context.engine = engine
         engine.start()
         relay.start()
+        keeper.start()
         if settings.public_url is None:
             log.warning(
                 "SKYLIFT_PUBLIC_URL is not set: download URLs sent to devices start with %s, "
@@ -227,6 +239,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             yield
         finally:
             app.state.ready = False
+            await keeper.stop()
             await engine.stop()
             await relay.stop()
             await broker.stop()

@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     engine_interval_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often the rollout engine brings campaigns up to date"
     )
+    node: str = Field(
+        default="main",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="This process's name among replicas sharing one database (each replica its own)",
+    )
+    node_timeout_seconds: float = Field(
+        default=30.0,
+        ge=3,
+        le=3600,
+        description="A replica silent this long is taken over: its devices offline, its messages applied",
+    )
     # At start, leftovers of interrupted uploads this old are swept; younger ones may be another replica's.
     storage_sweep_min_age_seconds: int = Field(
         default=3600, ge=0, description="At start, unfinished uploads this old are swept"

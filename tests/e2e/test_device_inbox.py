@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from skylift_testkit import Fleet, Ports, Server, SimDevice, firmware, running_server, wait_until
+from reports_kit import Acks, behind, connected, notify, silenced
+from skylift_testkit import Fleet, Ports, Server, running_server, wait_until
 
 STEPS = list(range(5, 101, 5))
 
@@ -33,53 +30,6 @@ def settled(server: Server, name: str) -> float:
         if again == value:
             return value
         value = again
-
-
-class Acks:
-    """Which of a device's QoS 1 messages the broker acknowledged (PUBACK), seen from paho."""
-
-    def __init__(self, sim: SimDevice) -> None:
-        self.sim = sim
-        self.sent: dict[int, Any] = {}
-        self.acked: set[int] = set()
-        self._lock = threading.Lock()
-        sim.client.on_publish = self._on_publish
-
-    def _on_publish(self, _client: Any, _userdata: Any, mid: int, _reason: Any, _properties: Any) -> None:
-        with self._lock:
-            self.acked.add(mid)
-
-    def send(self, body: dict[str, Any], what: Any) -> None:
-        info = self.sim.client.publish(f"/ota/device/progress/{self.sim.topic_id}", json.dumps(body).encode(), qos=1)
-        self.sent[info.mid] = what
-
-    def acknowledged(self) -> list[Any]:
-        with self._lock:
-            return [self.sent[mid] for mid in self.acked if mid in self.sent]
-
-
-def connected(server: Server, fleet: Fleet, count: int, inflight: int = 20) -> dict[int, SimDevice]:
-    """`count` new token devices, connected with paho's in-flight window set to `inflight`; by device id."""
-    sims = {}
-    for device in [fleet.device() for _ in range(count)]:
-        sim = SimDevice.token(server, device)
-        sim.client.max_inflight_messages_set(inflight)
-        sims[int(device["id"])] = sim.connect()
-    return sims
-
-
-def notify(fleet: Fleet, sims: dict[int, SimDevice], seed: int) -> int:
-    """A campaign to the fleet; returns its id once every device heard its notice."""
-    campaign_id = int(fleet.campaign(fleet.package(firmware(500, seed=seed), "2.0.0")["id"])["id"])
-    wait_until(lambda: all(sim.notices for sim in sims.values()), timeout=30, what="every notice")
-    return campaign_id
-
-
-def _stop_network_loop(sim: SimDevice) -> None:
-    try:
-        sim.client.loop_stop()
-    except AttributeError:
-        pass  # paho: its loop thread ended by itself (the server is gone) between loop_stop's check and its join
 
 
 @pytest.fixture
@@ -108,24 +58,17 @@ class TestKillDuringBursts:
             )
             server.process.send_signal(signal.SIGKILL)
             server.process.wait()
-        # No reconnect, no resend: what counts is what the server kept.
-        with ThreadPoolExecutor(max_workers=len(sims)) as pool:
-            list(pool.map(_stop_network_loop, sims.values()))
-        highest = {device_id: max(ack.acknowledged(), default=0) for device_id, ack in acks.items()}
+        highest = silenced(acks)
 
         with running_server(data_dir, ports) as server, server.api() as api:
             fleet = Fleet(api=api, product=fleet.product)
 
-            def behind() -> dict[int, tuple[int, int]]:
-                attempts = fleet.attempts(campaign_id)
-                return {
-                    device_id: (attempts[device_id]["progress"], step)
-                    for device_id, step in highest.items()
-                    if attempts[device_id]["progress"] < step
-                }
-
             # Up to 1,000 reports to replay: generous for a loaded machine under the shifted-date run.
-            wait_until(lambda: not behind(), timeout=90, what="every acknowledged report to be applied")
+            wait_until(
+                lambda: not behind(fleet, campaign_id, highest),
+                timeout=90,
+                what="every acknowledged report to be applied",
+            )
             attempts = fleet.attempts(campaign_id)
             for device_id, step in highest.items():
                 if step == 100:

@@ -77,8 +77,9 @@ class Due:
     recipient: Recipient
 
 
-async def claim(session: AsyncSession, limit: int) -> list[Due]:
-    """Unsent rows whose device listens now, oldest first, with what composing them needs loaded.
+async def claim(session: AsyncSession, limit: int, node: str = "main") -> list[Due]:
+    """Unsent rows whose device listens now on `node`'s broker, oldest first, with what composing them
+    needs loaded (a replica sends only to the devices connected to it).
 
     Each campaign of the batch (its package and files) is loaded once, not once per row."""
     query = (
@@ -109,6 +110,7 @@ async def claim(session: AsyncSession, limit: int) -> list[Due]:
             NoticeOutbox.sent_at.is_(None),
             Device.online.is_(True),
             Device.listening.is_(True),
+            Device.node == node,
             Package.enabled.is_(True),
             CampaignDevice.state.in_(IN_PROGRESS_STATES),
         )

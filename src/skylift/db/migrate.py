@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from skylift.db.session import Database
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x5C71_1F7  # PostgreSQL advisory lock key held while the schema is brought up to date
 
 
 def alembic_config(database_url: str) -> Config:
@@ -39,6 +40,10 @@ def _upgrade(connection: Connection, database_url: str) -> None:
         _pragma(connection, "foreign_keys=OFF")
     try:
         with connection.begin():
+            if connection.dialect.name == "postgresql":
+                # Replicas that start together migrate one after the other (the lock ends with the
+                # transaction); the later ones find the schema at head and change nothing.
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             command.upgrade(config, "head")
             if sqlite:
                 broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

@@ -55,13 +55,15 @@ class DeviceHub:
         max_payload_bytes: int,
         storage: LocalStorage | None = None,
         clock: Clock | None = None,
+        node: str = "main",
     ) -> None:
         self.database = database
+        self.node = node  # this replica: its broker holds the connections it records
         self.clock = clock or SystemClock()
         self.storage = storage  # package files, for downloads over MQTT
         self.notifier = notifier
         self.max_payload_bytes = max_payload_bytes
-        self.inbox = Inbox(database, self.handle, self._prepare)
+        self.inbox = Inbox(database, self.handle, self._prepare, node)
         # Whether a device listens is kept in the database (devices.listening), where every replica sees it.
         self.on_listening: list[ListeningListener] = []
         # Wakes the rollout engine for one product's campaigns (None: all of them).
@@ -108,7 +110,7 @@ class DeviceHub:
         # A new connection hears nothing until it subscribes again (clean sessions start empty), or the
         # broker tells what it holds already (a kept session, the broker's own `_ss=1` subscriptions).
         async with self.database.transaction() as session:
-            epochs = await device_service.mark_connected(session, identities, self.clock.now())
+            epochs = await device_service.mark_connected(session, identities, self.clock.now(), self.node)
         for product_id in {identity.product_id for identity in identities}:
             self._wake_engine(product_id)
         return epochs

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import ColumnElement, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -115,8 +115,11 @@ def deferred_in_batches(publisher: Publisher) -> Publisher:
 
 
 class Inbox:
-    def __init__(self, database: Database, handler: Handler, prepare: Preparer | None = None) -> None:
+    def __init__(
+        self, database: Database, handler: Handler, prepare: Preparer | None = None, node: str = "main"
+    ) -> None:
         self.database = database
+        self.node = node  # rows are recorded as this replica's
         self._handler = handler
         self._prepare = prepare
         self._queues: dict[int, deque[_Item]] = {}
@@ -132,7 +135,7 @@ class Inbox:
 
     async def start(self) -> None:
         """Queue the messages a crash left unapplied, then start applying."""
-        await self._replay()
+        await self._replay(InboxMessage.node == self.node)
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="device-inbox")
 
     def append(self, identity: DeviceIdentity, topic: str, payload: bytes, now: datetime) -> asyncio.Future[bool]:
@@ -297,8 +300,14 @@ class Inbox:
                 item.applied = True
         return None
 
-    @staticmethod
-    async def _record(session: AsyncSession, messages: Sequence[_Message]) -> None:
+    async def adopt(self, row_ids: Sequence[int]) -> None:
+        """Apply rows another replica acknowledged and did not apply (it stopped; devices/nodes.py), each
+        before whatever its device sent since."""
+        for chunk in id_chunks(sorted(row_ids)):
+            await self._replay(InboxMessage.id.in_(chunk), first=True)
+        self._work.set()
+
+    async def _record(self, session: AsyncSession, messages: Sequence[_Message]) -> None:
         if not messages:
             return
         rows = [
@@ -309,6 +318,7 @@ class Inbox:
                 "topic": _stored_topic(message.identity, message.topic),
                 "payload": message.payload,
                 "received_at": message.received_at,
+                "node": self.node,
             }
             for message in messages
         ]
@@ -349,9 +359,10 @@ class Inbox:
                 room.set()
                 del self._rooms[device_id]
 
-    async def _replay(self) -> None:
+    async def _replay(self, which: ColumnElement[bool], first: bool = False) -> None:
+        """Queue the recorded rows `which` selects, in arrival order (`first`: before each device's queue)."""
         async with self.database.transaction() as session:
-            rows = (await session.scalars(select(InboxMessage).order_by(InboxMessage.id))).all()
+            rows = (await session.scalars(select(InboxMessage).where(which).order_by(InboxMessage.id))).all()
             if not rows:
                 return
             devices: dict[int, Device] = {}
@@ -362,6 +373,7 @@ class Inbox:
                 )
                 devices.update((device.id, device) for device in found)
             gone = []
+            replayed: dict[int, list[_Message]] = {}
             for row in rows:
                 device = devices.get(row.device_id)
                 if device is None:
@@ -370,6 +382,9 @@ class Inbox:
                 identity = identity_for(device, LoginStyle(row.login_style), row.auto_subscribe)
                 topic = row.topic.replace(_TOKEN_MARK, identity.access_token)
                 message = _Message(identity, topic, row.payload, row.received_at, None, row_id=row.id)
-                self._queue(device.id, message)
+                replayed.setdefault(device.id, []).append(message)
+            for device_id, messages in replayed.items():
+                for message in reversed(messages) if first else messages:
+                    self._queue(device_id, message, first=first)
             await self._forget(session, gone)
-        log.info("%d device messages received before the last stop are applied now", len(rows) - len(gone))
+        log.info("%d device messages acknowledged and not applied are applied now", len(rows) - len(gone))

@@ -24,3 +24,16 @@ class InboxMessage(Base):
     topic: Mapped[str] = mapped_column(Text)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The replica whose broker acknowledged it: that replica applies it, or the one that takes over
+    # after it stopped beating (devices/nodes.py).
+    node: Mapped[str] = mapped_column(String(64), default="main", index=True)
+
+
+class Node(Base):
+    """A Skylift process sharing the database (SKYLIFT_NODE): alive while its `seen_at` is recent."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -4,8 +4,8 @@ Campaigns write a row for every notice in the transaction that decides it (campa
 this loop turns rows into the device's dialect on its channel and publishes them. A row is sent once
 its device is connected and listening, so a notice decided while a device was away, or while it was
 restarting, waits for it. After a crash, rows not yet marked are sent again with the same message
-id. Each batch is claimed in its own transaction (SKIP LOCKED on PostgreSQL), so replicas share the
-work without sending a row twice.
+id. A replica sends only to the devices connected to its own broker; each batch is claimed in its own
+transaction (SKIP LOCKED on PostgreSQL), so a row is never sent twice.
 """
 
 from __future__ import annotations
@@ -34,10 +34,17 @@ class NoticeRelay(Loop):
     name = "notice relay"
 
     def __init__(
-        self, database: Database, notifier: Notifier, publish: Publisher, clock: Clock, interval_seconds: float
+        self,
+        database: Database,
+        notifier: Notifier,
+        publish: Publisher,
+        clock: Clock,
+        interval_seconds: float,
+        node: str = "main",
     ) -> None:
         super().__init__(interval_seconds)
         self.database = database
+        self.node = node  # only devices connected to this replica's broker
         self.notifier = notifier
         self.publish = publish
         self.clock = clock
@@ -51,7 +58,7 @@ class NoticeRelay(Loop):
     async def relay_once(self) -> int:
         """Send one batch of due notices; returns how many rows it handled."""
         async with self.database.transaction() as session:
-            rows = await outbox.claim(session, BATCH)
+            rows = await outbox.claim(session, BATCH, self.node)
             now = self.clock.now()
             shared: dict[int, SharedNotice] = {}
             for row in rows:

@@ -61,9 +61,11 @@ async def mark_seen(session: AsyncSession, device_id: int, now: datetime) -> Non
     await session.execute(update(Device).where(Device.id == device_id).values(last_seen_at=now))
 
 
-async def mark_connected(session: AsyncSession, identities: Sequence[DeviceIdentity], now: datetime) -> list[int]:
-    """Record new live connections (a fleet's, in a few statements); returns each one's epoch, in order,
-    so that a stale disconnect can be told apart (0 for a device that no longer exists)."""
+async def mark_connected(
+    session: AsyncSession, identities: Sequence[DeviceIdentity], now: datetime, node: str
+) -> list[int]:
+    """Record new live connections on `node`'s broker (a fleet's, in a few statements); returns each one's
+    epoch, in order, so that a stale disconnect can be told apart (0 for a device that no longer exists)."""
     table = table_of(Device)
     ids = [identity.device_id for identity in identities]
     # A new connection hears nothing until it subscribes (a clean session starts empty); the broker
@@ -77,6 +79,9 @@ async def mark_connected(session: AsyncSession, identities: Sequence[DeviceIdent
             listening=False,
             relaying=False,
             last_seen_at=now,
+            node=node,
+            # This connection logged in with the credentials in force: nothing to close.
+            disconnect_requested=False,
             login_style=bindparam("style"),
             login_username_sealed=bindparam("username"),
         ),
@@ -102,6 +107,7 @@ async def mark_connected(session: AsyncSession, identities: Sequence[DeviceIdent
                     connection_epoch=Device.connection_epoch + 1,
                     online=True,
                     listening=False,
+                    node=node,
                     command_topic_sealed=_sealed(gateway_command_topic(identity.username)),
                 )
             )
@@ -171,10 +177,14 @@ async def relays(session: AsyncSession, gateway_id: int) -> list[int]:
     return list(listening.scalars())
 
 
-async def mark_all_offline(session: AsyncSession) -> None:
-    """At start of the embedded broker no connection can be alive."""
+async def mark_offline_on(session: AsyncSession, node: str) -> None:
+    """`node`'s broker holds no connection (it is starting, or it stopped and is taken over). A device
+    that never connected since replicas were recorded (no node) counts as the starting node's."""
     await session.execute(
         update(Device)
-        .where(Device.online.is_(True) | Device.listening.is_(True) | Device.relaying.is_(True))
+        .where(
+            (Device.node == node) | Device.node.is_(None),
+            Device.online.is_(True) | Device.listening.is_(True) | Device.relaying.is_(True),
+        )
         .values(online=False, listening=False, relaying=False)
     )

@@ -83,6 +83,11 @@ class Device(TimestampMixin, Base):
     relaying: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped on every accepted connection; a disconnect of an older connection is stale.
     connection_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # The replica (SKYLIFT_NODE) whose broker holds the device's connection (a sub-device's: its
+    # gateway's): only that one can send it a notice.
+    node: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    # Its credentials were revoked or changed: the replica holding its connection closes it.
+    disconnect_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     # A disabled device is refused at login (MQTT and HTTP) until it is enabled again.
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -258,6 +258,7 @@ def new_device(product: Product, data: DeviceCreate, gateway: Device | None) -> 
         command_topic=f"gateway_command_send/{gateway.login_username or gateway.access_token}" if gateway else None,
         online=gateway.online if gateway else False,
         listening=bool(gateway and gateway.online and gateway.relaying),
+        node=gateway.node if gateway else None,
     )
 
 
@@ -361,6 +362,8 @@ async def update_device(session: AsyncSession, device_id: int, patch: DevicePatc
         device.tags = sorted(set(patch.tags))
     if patch.enabled is not None:
         device.enabled = patch.enabled
+        if not patch.enabled:
+            device.disconnect_requested = True  # by whichever replica holds its connection
     await session.flush()
     return device
 
@@ -370,6 +373,7 @@ async def rotate_credentials(session: AsyncSession, device_id: int) -> Device:
     device = await get_device_in_service(session, device_id)
     device.access_token = _new_secret()
     device.device_secret = _new_secret()
+    device.disconnect_requested = True  # the connection made with the old ones, on whichever replica
     await session.flush()
     return device
 
@@ -411,6 +415,7 @@ def decommission(device: Device, now: datetime) -> None:
     device.deleted_at = now
     device.enabled = False
     device.online = device.listening = device.relaying = False
+    device.disconnect_requested = True
 
 
 # The reported versions of the devices whose reports a batch applies, loaded at once (`preload_versions`).
