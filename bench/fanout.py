@@ -12,6 +12,7 @@ and the ratio of the notice rate to the bare relay's.
     python bench/fanout.py                     # 1,000 and 10,000 devices
     python bench/fanout.py --fleets 200        # a quick check
     python bench/fanout.py --postgresql postgresql+asyncpg://postgres@127.0.0.1:5432   # Skylift on PostgreSQL
+    python bench/fanout.py --postgresql postgresql+asyncpg://... --replicas 2          # two replicas, one database
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from fleetkit import (
     api_client,
     bare_amqtt,
     cpu_seconds,
+    database_arguments,
     database_cpu_seconds,
     database_settings,
     fleet_parser,
@@ -41,7 +43,7 @@ from fleetkit import (
     ratio,
     register_fleet,
     run,
-    running_skylift,
+    running_replicas,
     token_devices,
     upload_small_package,
     wait_until,
@@ -93,20 +95,30 @@ class Rollout:
     database_cpu_per_device_ms: float  # PostgreSQL's processes, when Skylift runs on it
 
 
-def skylift_rollout(root: Path, devices: int, timeout: float, postgresql: str | None) -> Rollout:
+def skylift_rollout(root: Path, devices: int, timeout: float, postgresql: str | None, replicas: int = 1) -> Rollout:
     with (
         database_settings(postgresql) as database,
-        running_skylift(root, database) as server,
-        api_client(server) as api,
+        running_replicas(root, replicas, database) as servers,
+        api_client(servers[0]) as api,
     ):
         product_id, tokens = register_fleet(api, devices, "fanout bench")
         package_id = upload_small_package(api, product_id)
-        with Fleet(token_devices(tokens, inform=True, on_notice="100"), server.mqtt_port) as fleet:
+        ports = [server.mqtt_port for server in servers]  # devices spread evenly, as by a load balancer
+        with Fleet(token_devices(tokens, inform=True, on_notice="100"), ports) as fleet:
             connect_s = fleet.ready(timeout)
-            wait_until("every version report applied", timeout, lambda: metrics_of(server, APPLIED) >= devices, 0.2)
-            pid = server.process.pid
-            cpu_before, database_cpu_before = cpu_seconds(pid), database_cpu_seconds()
-            print(f"  skylift (pid {pid}): {devices} devices connected; starting the campaign", flush=True)
+            wait_until(
+                "every version report applied",
+                timeout,
+                lambda: sum(metrics_of(server, APPLIED) for server in servers) >= devices,
+                0.2,
+            )
+            pids = [server.process.pid for server in servers]
+
+            def skylift_cpu() -> float:
+                return sum(cpu_seconds(pid) for pid in pids)
+
+            cpu_before, database_cpu_before = skylift_cpu(), database_cpu_seconds()
+            print(f"  skylift (pids {pids}): {devices} devices connected; starting the campaign", flush=True)
             started = time.perf_counter()
             body = {"name": "fanout bench", "package_id": package_id}
             campaign = check(api.post("/campaigns", json=body), 201, "POST /campaigns").json()
@@ -120,7 +132,7 @@ def skylift_rollout(root: Path, devices: int, timeout: float, postgresql: str | 
 
             wait_until("every device succeeded", timeout, all_succeeded, 0.2)
             succeeded_s = time.perf_counter() - started
-            cpu = cpu_seconds(pid) - cpu_before
+            cpu = skylift_cpu() - cpu_before
             database_cpu = database_cpu_seconds() - database_cpu_before
             duplicates = sum(1 for device in fleet.devices if device.notices > 1)
             if duplicates:
@@ -133,17 +145,20 @@ def skylift_rollout(root: Path, devices: int, timeout: float, postgresql: str | 
 def main() -> int:
     parser = fleet_parser(__doc__, "1000,10000", "fleet sizes (comma-separated)")
     add_database_option(parser)
-    args = parser.parse_args()
+    args = database_arguments(parser)
     raise_open_files()
     rows = []
     for devices in parse_fleets(args.fleets):
         relay = None if args.skip_reference else bare_relay(devices, args.timeout)
         root = Path(tempfile.mkdtemp(prefix="skylift-fanout-"))
         try:
-            rollout = skylift_rollout(root, devices, args.timeout, args.postgresql)
+            rollout = skylift_rollout(root, devices, args.timeout, args.postgresql, args.replicas)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         notice_rate = devices / rollout.last_notice_s
+        first = len(rows)
+        if args.replicas > 1:
+            rows.append((f"{devices} devices: replicas", f"{args.replicas} (one database, devices spread evenly)"))
         rows += [
             (f"{devices} devices: POST /campaigns returned", f"{rollout.post_s:7.2f} s"),
             (
@@ -166,7 +181,7 @@ def main() -> int:
                     f"ratio notices/s to relay {ratio(notice_rate, relay.rate(devices))}",
                 )
             ]
-        print_table(f"fan-out, {devices} devices", rows[-6:] if relay is not None else rows[-5:])
+        print_table(f"fan-out, {devices} devices", rows[first:])
     print_table("fan-out (all fleets)", rows)
     return 0
 

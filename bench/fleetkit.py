@@ -108,6 +108,21 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
         help="run Skylift on this PostgreSQL server (postgresql+asyncpg://user@host:port), in a new database"
         " for each run, dropped afterwards; SQLite in the data dir otherwise",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="run this many Skylift replicas on the one PostgreSQL database (needs --postgresql), the devices"
+        " spread evenly over them; CPU figures add all of them up",
+    )
+
+
+def database_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The parsed arguments, with --replicas checked against --postgresql."""
+    args = parser.parse_args()
+    if args.replicas < 1 or (args.replicas > 1 and args.postgresql is None):
+        parser.error("--replicas takes a count of 1 or more, and more than 1 needs --postgresql")
+    return args
 
 
 @contextlib.contextmanager
@@ -162,6 +177,28 @@ def running_skylift(root: Path, extra_env: dict[str, str] | None = None) -> Iter
         yield server
     finally:
         stop_server(server)
+
+
+@contextlib.contextmanager
+def running_replicas(root: Path, count: int, extra_env: dict[str, str] | None = None) -> Iterator[list[Server]]:
+    """`count` replicas of `skylift serve` on one data dir (and the database in `extra_env`), each with its
+    own ports, log and SKYLIFT_NODE; one is a plain `running_skylift`."""
+    if count == 1:
+        with running_skylift(root, extra_env) as server:
+            yield [server]
+        return
+    shared = {**FLEET_ENV, **(extra_env or {}), "SKYLIFT_DATA_DIR": str(root / "data")}
+    servers: list[Server] = []
+    try:
+        for index in range(count):
+            (root / f"replica-{index}").mkdir(parents=True, exist_ok=True)
+            servers.append(start_server(root / f"replica-{index}", {**shared, "SKYLIFT_NODE": f"replica-{index}"}))
+        for server in servers:
+            wait_healthy(server)
+        yield servers
+    finally:
+        for server in servers:
+            stop_server(server)
 
 
 def api_client(server: Server) -> httpx.Client:
@@ -270,9 +307,14 @@ class Devices(Swarm[Device]):
 class Fleet:
     """Devices spread over `threads` swarms (one paho thread each)."""
 
-    def __init__(self, devices: Sequence[Device], port: int, threads: int = 2, name: str = "fleet") -> None:
+    def __init__(
+        self, devices: Sequence[Device], port: int | Sequence[int], threads: int = 2, name: str = "fleet"
+    ) -> None:
+        """With several ports (replicas), swarm n connects to port n modulo their number."""
+        ports = [port] if isinstance(port, int) else list(port)
+        threads = max(threads, len(ports))
         self.devices = list(devices)
-        self.swarms = [Devices(f"{name}-{n}", self.devices[n::threads], port) for n in range(threads)]
+        self.swarms = [Devices(f"{name}-{n}", self.devices[n::threads], ports[n % len(ports)]) for n in range(threads)]
 
     def __enter__(self) -> Fleet:
         for swarm in self.swarms:

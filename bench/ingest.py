@@ -11,6 +11,7 @@ campaign shows every device succeeded: every message is committed state by then.
     python bench/ingest.py                          # 1,000 x 20 and 10,000 x 5 messages
     python bench/ingest.py --fleets 200:10          # a quick check
     python bench/ingest.py --postgresql postgresql+asyncpg://postgres@127.0.0.1:5432   # Skylift on PostgreSQL
+    python bench/ingest.py --postgresql postgresql+asyncpg://... --replicas 2          # two replicas, one database
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from fleetkit import (
     api_client,
     bare_amqtt,
     cpu_seconds,
+    database_arguments,
     database_cpu_seconds,
     database_settings,
     fleet_parser,
@@ -40,7 +42,7 @@ from fleetkit import (
     ratio,
     register_fleet,
     run,
-    running_skylift,
+    running_replicas,
     token_devices,
     upload_small_package,
     wait_until,
@@ -98,40 +100,51 @@ def bare_relay(devices: int, messages: int, timeout: float) -> Outcome:
         return Outcome(total, seconds, last_ack, cpu / total * 1000)
 
 
-def skylift_ingest(root: Path, devices: int, messages: int, timeout: float, postgresql: str | None) -> Outcome:
+def skylift_ingest(
+    root: Path, devices: int, messages: int, timeout: float, postgresql: str | None, replicas: int = 1
+) -> Outcome:
     with (
         database_settings(postgresql) as database,
-        running_skylift(root, database) as server,
-        api_client(server) as api,
+        running_replicas(root, replicas, database) as servers,
+        api_client(servers[0]) as api,
     ):
+
+        def applied_count() -> float:
+            return sum(metrics_of(server, APPLIED) for server in servers)
+
         product_id, tokens = register_fleet(api, devices, "ingest bench")
         package_id = upload_small_package(api, product_id)
-        with Fleet(token_devices(tokens, inform=True), server.mqtt_port) as fleet:
+        # Devices spread evenly over the replicas (as a TCP load balancer would).
+        with Fleet(token_devices(tokens, inform=True), [server.mqtt_port for server in servers]) as fleet:
             fleet.ready(timeout)
-            wait_until("every version report applied", timeout, lambda: metrics_of(server, APPLIED) >= devices, 0.2)
+            wait_until("every version report applied", timeout, lambda: applied_count() >= devices, 0.2)
             body = {"name": "ingest bench", "package_id": package_id}
             campaign = check(api.post("/campaigns", json=body), 201, "POST /campaigns").json()
             fleet.wait("every notice", timeout, lambda device: device.notices > 0)
             for device in fleet.devices:
                 device.acked = 0
-            applied_before = metrics_of(server, APPLIED)
+            applied_before = applied_count()
             total = devices * messages
-            pid = server.process.pid
-            cpu_before, database_cpu_before = cpu_seconds(pid), database_cpu_seconds()
-            print(f"  skylift (pid {pid}): {devices} devices connected; sending {total} messages", flush=True)
+            pids = [server.process.pid for server in servers]
+
+            def skylift_cpu() -> float:
+                return sum(cpu_seconds(pid) for pid in pids)
+
+            cpu_before, database_cpu_before = skylift_cpu(), database_cpu_seconds()
+            print(f"  skylift (pids {pids}): {devices} devices connected; sending {total} messages", flush=True)
             started = time.perf_counter()
             send_mix(fleet, messages)
 
             def applied() -> bool:
                 fleet.raise_if_failed()
-                if metrics_of(server, APPLIED) - applied_before < total:
+                if applied_count() - applied_before < total:
                     return False
                 counts = check(api.get(f"/campaigns/{campaign['id']}"), 200, "GET campaign").json()["counts"]
                 return int(counts.get("succeeded", 0)) >= devices
 
             wait_until("every message applied", timeout, applied, 0.1)
             seconds = time.perf_counter() - started
-            cpu = cpu_seconds(pid) - cpu_before
+            cpu = skylift_cpu() - cpu_before
             database_cpu = database_cpu_seconds() - database_cpu_before
             fleet.wait("every PUBACK", timeout, lambda device: device.acked >= messages)
             last_ack = max(device.last_ack_at for device in fleet.devices) - started
@@ -149,7 +162,7 @@ def parse_fleets(text: str) -> list[tuple[int, int]]:
 def main() -> int:
     parser = fleet_parser(__doc__, "1000:20,10000:5", "DEVICES:MESSAGES per device, comma-separated")
     add_database_option(parser)
-    args = parser.parse_args()
+    args = database_arguments(parser)
     raise_open_files()
     rows = []
     for devices, messages in parse_fleets(args.fleets):
@@ -158,10 +171,10 @@ def main() -> int:
         relay = None if args.skip_reference else bare_relay(devices, messages, args.timeout)
         root = Path(tempfile.mkdtemp(prefix="skylift-ingest-"))
         try:
-            outcome = skylift_ingest(root, devices, messages, args.timeout, args.postgresql)
+            outcome = skylift_ingest(root, devices, messages, args.timeout, args.postgresql, args.replicas)
         finally:
             shutil.rmtree(root, ignore_errors=True)
-        name = f"{devices} x {messages}"
+        name = f"{devices} x {messages}" + (f" on {args.replicas} replicas" if args.replicas > 1 else "")
         line = (
             f"applied {outcome.rate:7.0f} msg/s ({outcome.seconds:6.2f} s,"
             f" last PUBACK {outcome.acked_seconds:6.2f} s,"

@@ -6,12 +6,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from skylift.db.chunks import id_chunks
 from skylift.db.migrate import upgrade_to_head
 from skylift.db.session import Database
 from skylift.devices import inbox as inbox_module
@@ -121,6 +123,50 @@ class TestCrash:
             kept = [payload for device_id, payload in applied_before + after if device_id == device]
             assert kept == sorted(kept, key=int)  # in the order the device sent them
         assert sorted(int(payload) for _, payload in applied_before + after) == list(range(100))
+
+
+class TestReplicas:
+    def test_a_replica_applies_only_its_own_rows_and_in_order_those_it_adopts(
+        self, database_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Small chunks: the adopted rows are read in several statements and must still keep their order.
+        monkeypatch.setattr(inbox_module, "id_chunks", partial(id_chunks, size=7))
+
+        async def scenario() -> tuple[Handled, Handled, Handled, int]:
+            database = Database(database_url)
+            devices = await with_devices(database, 5)
+            before: Handled = []
+            stopped = Inbox(database, recording(before, delay=0.01), node="b")
+            await stopped.start()
+            await asyncio.gather(*(stopped.append(devices[n % 5], "t", b"%d" % n, NOW) for n in range(100)))
+            assert stopped._worker is not None
+            stopped._worker.cancel()  # b dies with rows recorded and not applied
+            await asyncio.gather(stopped._worker, return_exceptions=True)
+            left = await rows(database)
+
+            at_start: Handled = []
+            adopted: Handled = []
+            async with running(Inbox(database, recording(at_start), node="a")) as taker:
+                await asyncio.sleep(0.2)  # b's rows are not a's: nothing to replay at a's start
+                taker._handler = recording(adopted)
+                async with database.transaction() as session:
+                    found = await session.scalars(select(InboxMessage.id).where(InboxMessage.node == "b"))
+                    ids = list(found)
+                await taker.adopt(ids)
+                while len(adopted) < left:
+                    await asyncio.sleep(0.01)
+            assert await rows(database) == 0
+            await database.dispose()
+            return before, at_start, adopted, left
+
+        before, at_start, adopted, left = asyncio.run(scenario())
+        assert 0 < left < 100
+        assert at_start == []
+        applied_before = before[: 100 - left]
+        for device in {device_id for device_id, _ in adopted}:
+            kept = [payload for device_id, payload in applied_before + adopted if device_id == device]
+            assert kept == sorted(kept, key=int)  # in the order the device sent them
+        assert sorted(int(payload) for _, payload in applied_before + adopted) == list(range(100))
 
 
 class TestFailures:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from reports_kit import Acks, behind, connected, silenced
+from skylift.devices.nodes import STOPPED_TAKEN_OVER
 from skylift_testkit import (
     TEST_DATABASE_URL,
     Fleet,
@@ -150,6 +151,29 @@ class TestTakeover:
                 sim.progress_002(100)
                 fleet.wait_state(campaign_id, device_id, "succeeded")
                 sim.disconnect()
+
+
+class TestSplitBrain:
+    def test_a_replica_paused_until_it_was_taken_over_stops_when_it_resumes(self, tmp_path: Path) -> None:
+        data_dir = tmp_path / "data"
+        with replicas(data_dir, "a", "b") as (a, b), a.api() as api:
+            fleet = Fleet.create(api)
+            device = fleet.device()
+            sim = SimDevice.token(b, device).connect()
+            b.process.send_signal(signal.SIGSTOP)  # frozen: no heartbeat, its connections held open
+            try:
+                wait_until(
+                    lambda: database_rows(data_dir, "SELECT name FROM nodes") == [("a",)],
+                    timeout=30,
+                    what="a to take b over",
+                )
+                assert not fleet.api.get(f"/devices/{device['id']}").json()["online"]
+            finally:
+                b.process.send_signal(signal.SIGCONT)
+            # b must not go on as if nothing happened: what it held is a's now.
+            assert b.process.wait(timeout=30) == STOPPED_TAKEN_OVER
+            assert "was taken over by another node while it ran" in b.log()
+            sim.disconnect()
 
 
 class TestRevocation:

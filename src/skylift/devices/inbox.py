@@ -303,9 +303,7 @@ class Inbox:
     async def adopt(self, row_ids: Sequence[int]) -> None:
         """Apply rows another replica acknowledged and did not apply (it stopped; devices/nodes.py), each
         before whatever its device sent since."""
-        for chunk in id_chunks(sorted(row_ids)):
-            await self._replay(InboxMessage.id.in_(chunk), first=True)
-        self._work.set()
+        await self._replay(*(InboxMessage.id.in_(chunk) for chunk in id_chunks(sorted(row_ids))), first=True)
 
     async def _record(self, session: AsyncSession, messages: Sequence[_Message]) -> None:
         if not messages:
@@ -359,10 +357,14 @@ class Inbox:
                 room.set()
                 del self._rooms[device_id]
 
-    async def _replay(self, which: ColumnElement[bool], first: bool = False) -> None:
-        """Queue the recorded rows `which` selects, in arrival order (`first`: before each device's queue)."""
+    async def _replay(self, *which: ColumnElement[bool], first: bool = False) -> None:
+        """Queue the recorded rows each of `which` selects, in arrival order (`first`: before each device's
+        queue). All are read before any is queued, so that the worker never takes a later one first."""
         async with self.database.transaction() as session:
-            rows = (await session.scalars(select(InboxMessage).where(which).order_by(InboxMessage.id))).all()
+            rows: list[InboxMessage] = []
+            for condition in which:
+                rows += (await session.scalars(select(InboxMessage).where(condition))).all()
+            rows.sort(key=lambda row: row.id)
             if not rows:
                 return
             devices: dict[int, Device] = {}

@@ -14,10 +14,11 @@ starts afresh.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.db.session import Database
@@ -32,48 +33,54 @@ log = logging.getLogger(__name__)
 
 Disconnector = Callable[[int], Awaitable[None]]
 KICKS_PER_ROUND = 500
+STOPPED_TAKEN_OVER = 75  # the exit status of a node that found itself taken over (EX_TEMPFAIL: start it again)
 
 
-async def beat(session: AsyncSession, name: str, now: datetime, starting: bool = False) -> None:
-    """Record that the node is alive (`starting`: it has just started, with no connection yet)."""
-    node = await session.get(Node, name, with_for_update=not starting)
+async def beat(session: AsyncSession, name: str, now: datetime) -> bool:
+    """Record that the running node is alive; False when its row is gone: another node took it over."""
+    node = await session.get(Node, name, with_for_update=True)
     if node is None:
-        session.add(Node(name=name, started_at=now, seen_at=now))
-    else:
-        node.seen_at = now
-        if starting:
-            node.started_at = now
-    await session.flush()
+        return False
+    node.seen_at = now
+    return True
 
 
 async def start(session: AsyncSession, name: str, now: datetime) -> None:
     """The node starts: its broker holds no connection yet, and it is alive from now on."""
-    await beat(session, name, now, starting=True)
+    node = await session.get(Node, name, with_for_update=True)
+    if node is None:
+        session.add(Node(name=name, started_at=now, seen_at=now))
+    else:
+        node.started_at = node.seen_at = now
+    await session.flush()
     await device_service.mark_offline_on(session, name)
 
 
-async def take_over(session: AsyncSession, name: str, now: datetime, timeout: timedelta) -> list[int]:
-    """Take over every node silent for `timeout`; the ids of the inbox rows that became this node's."""
-    query = select(Node.name).where(Node.name != name, Node.seen_at < now - timeout).order_by(Node.name)
+async def heartbeats(session: AsyncSession, name: str) -> dict[str, datetime]:
+    """The other nodes' last heartbeats, as they wrote them (by their own clocks)."""
+    rows = await session.execute(select(Node.name, Node.seen_at).where(Node.name != name))
+    return dict(rows.tuples().all())
+
+
+async def take_over(session: AsyncSession, name: str, silent: str, last_beat: datetime) -> list[int] | None:
+    """Take over node `silent` if its heartbeat is still `last_beat`: its devices offline, its recorded
+    messages this node's (their ids returned), its row gone. None when it beat again, or another node
+    is taking it over."""
+    query = select(Node).where(Node.name == silent)
     if session.get_bind().dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True)
-    adopted: list[int] = []
-    for silent in (await session.scalars(query)).all():
-        await device_service.mark_offline_on(session, silent)
-        rows = await session.execute(
-            update(InboxMessage).where(InboxMessage.node == silent).values(node=name).returning(InboxMessage.id)
-        )
-        taken = list(rows.scalars())
-        await session.execute(delete(Node).where(Node.name == silent))
-        log.warning(
-            "node %s has been silent since before %s: taken over by %s (%d device messages to apply)",
-            silent,
-            (now - timeout).isoformat(),
-            name,
-            len(taken),
-        )
-        adopted += taken
-    return adopted
+    node = await session.scalar(query)
+    if node is None or node.seen_at != last_beat:
+        return None
+    await device_service.mark_offline_on(session, silent)
+    rows = await session.execute(
+        update(InboxMessage).where(InboxMessage.node == silent).values(node=name).returning(InboxMessage.id)
+    )
+    taken = list(rows.scalars())
+    await session.delete(node)
+    await session.flush()
+    log.warning("node %s stopped beating: taken over by %s (%d device messages to apply)", silent, name, len(taken))
+    return taken
 
 
 async def to_disconnect(session: AsyncSession, name: str) -> list[tuple[int, int]]:
@@ -100,7 +107,14 @@ async def disconnected(session: AsyncSession, connections: Sequence[tuple[int, i
 
 
 class NodeKeeper(Loop):
-    """This node's heartbeat, the takeover of silent nodes, and the closing of revoked connections."""
+    """This node's heartbeat, the takeover of silent nodes, and the closing of revoked connections.
+
+    A node is silent when its heartbeat has not changed while this node watched it, without a gap, for a
+    whole timeout: after an outage of the database every node looked silent, and none may take over one
+    that beats again.
+    A node that finds itself taken over (it was paused or cut off that long) stops at once, without
+    applying what it holds: those messages are the taker's now. Its devices reconnect elsewhere.
+    """
 
     name = "node keeper"
 
@@ -121,12 +135,36 @@ class NodeKeeper(Loop):
         self.clock = clock
         self.node = node
         self.timeout = timedelta(seconds=timeout_seconds)
+        self._last_beat: datetime | None = None
+        # Each other node's heartbeat as last read, and when (by this node's clock) it was first read so.
+        self._watched: dict[str, tuple[datetime, datetime]] = {}
+
+    def _watch(self, beats: dict[str, datetime], now: datetime) -> list[tuple[str, datetime]]:
+        """The nodes whose heartbeat has not changed for a whole timeout of this node's watching: judged by
+        this node's clock alone, so that clocks that disagree between machines cannot make a live node
+        look silent."""
+        self._watched = {
+            name: (beat, self._watched[name][1] if name in self._watched and self._watched[name][0] == beat else now)
+            for name, beat in beats.items()
+        }
+        return [(name, beat) for name, (beat, since) in self._watched.items() if now - since >= self.timeout]
 
     async def round(self) -> None:
         now = self.clock.now()
         async with self.database.transaction() as session:
-            await beat(session, self.node, now)
-            adopted = await take_over(session, self.node, now, self.timeout)
+            if not await beat(session, self.node, now):
+                log.critical("node %s was taken over by another node while it ran: it stops now", self.node)
+                _stop_at_once()
+            if self._last_beat is None or now - self._last_beat > self.timeout / 2:
+                self._watched.clear()  # a gap: the others may have looked as silent as this node did
+            self._last_beat = now
+            silent = self._watch(await heartbeats(session, self.node), now)
+        adopted: list[int] = []
+        for name, last_beat in silent:
+            async with self.database.transaction() as session:
+                taken = await take_over(session, self.node, name, last_beat)
+            self._watched.pop(name, None)
+            adopted += taken or []
         if adopted:
             await self.inbox.adopt(adopted)
         async with self.database.transaction() as session:
@@ -136,3 +174,9 @@ class NodeKeeper(Loop):
         if revoked:
             async with self.database.transaction() as session:
                 await disconnected(session, revoked)
+
+
+def _stop_at_once() -> None:
+    """End the process without its shutdown steps: they would apply messages that are another node's."""
+    logging.shutdown()
+    os._exit(STOPPED_TAKEN_OVER)
