@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -164,8 +165,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade_to_head(context.database)
+        incarnation = secrets.token_hex(16)  # this process, among those that ever ran as this node
         async with context.database.transaction() as session:
-            await nodes.start(session, settings.node, context.clock.now())
+            await nodes.start(session, settings.node, incarnation, context.clock.now())
             await check_credentials_key(session)
             if sealing.keyring().has_old_keys:
                 log.info("%d devices' credentials resealed with the current key", await reseal_credentials(session))
@@ -206,6 +208,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             broker.disconnect,
             context.clock,
             settings.node,
+            incarnation,
             settings.node_timeout_seconds,
             settings.engine_interval_seconds,
         )

@@ -175,6 +175,17 @@ class TestSplitBrain:
             assert "was taken over by another node while it ran" in b.log()
             sim.disconnect()
 
+    def test_of_two_processes_started_under_one_name_the_older_stops(self, tmp_path: Path) -> None:
+        data_dir = tmp_path / "data"
+        with replicas(data_dir, "a") as (first,):
+            token = first.admin_token
+            with running_server(data_dir, Ports(token=token), log_name="a-again", SKYLIFT_NODE="a") as second:
+                assert first.process.wait(timeout=30) == STOPPED_TAKEN_OVER
+                assert "another process started under its name" in first.log()
+                assert second.process.poll() is None
+                with second.api() as api:
+                    assert api.get("/products").status_code == 200
+
 
 class TestRevocation:
     def test_credentials_rotated_on_one_replica_close_the_connection_on_the_other(self, tmp_path: Path) -> None:

@@ -35,5 +35,7 @@ class Node(Base):
     __tablename__ = "nodes"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The process running under this name (a random id it made at start): a newer one replaces it.
+    incarnation: Mapped[str] = mapped_column(String(32), default="")
     started_at: Mapped[datetime] = mapped_column(UtcDateTime())
     seen_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -33,24 +33,29 @@ log = logging.getLogger(__name__)
 
 Disconnector = Callable[[int], Awaitable[None]]
 KICKS_PER_ROUND = 500
-STOPPED_TAKEN_OVER = 75  # the exit status of a node that found itself taken over (EX_TEMPFAIL: start it again)
+# The exit status of a node that found itself taken over or replaced (EX_TEMPFAIL: it may start again).
+STOPPED_TAKEN_OVER = 75
 
 
-async def beat(session: AsyncSession, name: str, now: datetime) -> bool:
-    """Record that the running node is alive; False when its row is gone: another node took it over."""
+async def beat(session: AsyncSession, name: str, incarnation: str, now: datetime) -> str | None:
+    """Record that the running node is alive; why it must stop instead, if it must."""
     node = await session.get(Node, name, with_for_update=True)
     if node is None:
-        return False
+        return "it was taken over by another node while it ran"
+    if node.incarnation != incarnation:
+        return "another process started under its name"
     node.seen_at = now
-    return True
+    return None
 
 
-async def start(session: AsyncSession, name: str, now: datetime) -> None:
-    """The node starts: its broker holds no connection yet, and it is alive from now on."""
+async def start(session: AsyncSession, name: str, incarnation: str, now: datetime) -> None:
+    """The node starts (as `incarnation`, this process): its broker holds no connection yet, and it is
+    alive from now on. A process still running under the same name stops at its next beat."""
     node = await session.get(Node, name, with_for_update=True)
     if node is None:
-        session.add(Node(name=name, started_at=now, seen_at=now))
+        session.add(Node(name=name, incarnation=incarnation, started_at=now, seen_at=now))
     else:
+        node.incarnation = incarnation
         node.started_at = node.seen_at = now
     await session.flush()
     await device_service.mark_offline_on(session, name)
@@ -113,7 +118,8 @@ class NodeKeeper(Loop):
     whole timeout: after an outage of the database every node looked silent, and none may take over one
     that beats again.
     A node that finds itself taken over (it was paused or cut off that long) stops at once, without
-    applying what it holds: those messages are the taker's now. Its devices reconnect elsewhere.
+    applying what it holds: those messages are the taker's now. Its devices reconnect elsewhere. So does
+    a process that finds another one started under its name (two may never share one).
     """
 
     name = "node keeper"
@@ -125,10 +131,12 @@ class NodeKeeper(Loop):
         disconnect: Disconnector,
         clock: Clock,
         node: str,
+        incarnation: str,
         timeout_seconds: float,
         interval_seconds: float,
     ) -> None:
         super().__init__(interval_seconds)
+        self.incarnation = incarnation
         self.database = database
         self.inbox = inbox
         self.disconnect = disconnect
@@ -152,8 +160,9 @@ class NodeKeeper(Loop):
     async def round(self) -> None:
         now = self.clock.now()
         async with self.database.transaction() as session:
-            if not await beat(session, self.node, now):
-                log.critical("node %s was taken over by another node while it ran: it stops now", self.node)
+            reason = await beat(session, self.node, self.incarnation, now)
+            if reason is not None:
+                log.critical("node %s stops now: %s", self.node, reason)
                 _stop_at_once()
             if self._last_beat is None or now - self._last_beat > self.timeout / 2:
                 self._watched.clear()  # a gap: the others may have looked as silent as this node did
