@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 from skylift.campaigns import rollout
 from skylift.campaigns.models import Campaign
 from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES
-from skylift.db.session import Database
+from skylift.db.session import Database, claiming
 from skylift.kit.clock import Clock, SystemClock
 from skylift.kit.loop import Loop
 from skylift.packages.models import Package
@@ -102,9 +102,7 @@ class RolloutEngine(Loop):
                 .where(Campaign.id == campaign_id)
                 .options(selectinload(Campaign.package).selectinload(Package.files))
             )
-            if not self.database.is_sqlite:
-                query = query.with_for_update(skip_locked=True, of=Campaign)
-            campaign = await session.scalar(query)
+            campaign = await session.scalar(claiming(session, query, of=Campaign))
             if campaign is not None:
                 await rollout.advance(session, campaign, self.clock.now())
 

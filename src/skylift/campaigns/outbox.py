@@ -22,7 +22,7 @@ from skylift.campaigns.queries import IN_PROGRESS_STATES
 from skylift.campaigns.state import DeviceState
 from skylift.db.base import table_of
 from skylift.db.chunks import id_chunks
-from skylift.db.session import grew, signal_after_commit
+from skylift.db.session import claiming, grew, signal_after_commit
 from skylift.packages.models import Package
 from skylift.registry.models import Device, Product
 
@@ -117,8 +117,7 @@ async def claim(session: AsyncSession, limit: int, node: str = "main") -> list[D
         .order_by(NoticeOutbox.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update(skip_locked=True, of=NoticeOutbox)
+    query = claiming(session, query, of=NoticeOutbox)
     rows = list((await session.execute(query)).tuples())
     campaign_ids = {row[4] for row in rows}
     campaigns = {

@@ -11,6 +11,7 @@ from sqlalchemy.orm import selectinload
 from skylift.campaigns.errors import CampaignNotFound
 from skylift.campaigns.models import Campaign, CampaignDevice
 from skylift.campaigns.state import FINAL, IN_PROGRESS, DeviceState
+from skylift.db.session import claiming
 from skylift.packages.models import Package
 from skylift.registry.models import Device
 
@@ -48,8 +49,8 @@ async def attempts_where(
         .options(selectinload(CampaignDevice.device).selectinload(Device.product))
         .order_by(CampaignDevice.rank)
     )
-    if claim and session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update(skip_locked=True, of=CampaignDevice)
+    if claim:
+        query = claiming(session, query, of=CampaignDevice)
     return list((await session.scalars(query)).all())
 
 
@@ -75,6 +76,5 @@ async def pending_reachability(session: AsyncSession, campaign: Campaign) -> lis
         )
         .order_by(CampaignDevice.rank)
     )
-    if session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update(skip_locked=True, of=CampaignDevice)
+    query = claiming(session, query, of=CampaignDevice)
     return [Reachability(*row) for row in (await session.execute(query)).tuples()]

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Select, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -59,6 +59,18 @@ def _joined() -> Batch | None:
     batch = _BATCH.get()
     # A task started inside a batch inherits the variable, but not the right to use its session.
     return batch if batch is not None and batch.task is asyncio.current_task() else None
+
+
+SelectT = TypeVar("SelectT", bound="Select[*tuple[Any, ...]]")
+
+
+def claiming(session: AsyncSession, query: SelectT, of: Any = None) -> SelectT:
+    """`query`, taking the rows it reads (or those of `of`) for this transaction: FOR UPDATE SKIP LOCKED,
+    so that a replica working beside this one passes over them. SQLite has one writer at a time and no
+    such clause."""
+    if session.get_bind().dialect.name == "sqlite":
+        return query
+    return query.with_for_update(skip_locked=True, of=of)
 
 
 def current_batch() -> AsyncSession | None:

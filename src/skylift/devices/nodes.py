@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skylift.db.session import Database
+from skylift.db.session import Database, claiming
 from skylift.devices import service as device_service
 from skylift.devices.inbox import Inbox
 from skylift.devices.models import InboxMessage, Node
@@ -71,10 +71,7 @@ async def take_over(session: AsyncSession, name: str, silent: str, last_beat: da
     """Take over node `silent` if its heartbeat is still `last_beat`: its devices offline, its recorded
     messages this node's (their ids returned), its row gone. None when it beat again, or another node
     is taking it over."""
-    query = select(Node).where(Node.name == silent)
-    if session.get_bind().dialect.name != "sqlite":
-        query = query.with_for_update(skip_locked=True)
-    node = await session.scalar(query)
+    node = await session.scalar(claiming(session, select(Node).where(Node.name == silent)))
     if node is None or node.seen_at != last_beat:
         return None
     await device_service.mark_offline_on(session, silent)
