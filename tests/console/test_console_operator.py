@@ -224,6 +224,11 @@ class TestFormErrors:
         page.fill("#f-schedule-window-tz", "")
         page.click("form[action$='/campaigns'] button[type=submit]")
         assert field_error(page, "device_ids") == "a verify campaign names its devices"
+        # A NUL character (PostgreSQL's text cannot hold one) is refused beside its field, as the API does.
+        nul = console.post("/campaigns", {"name": "half\x00a rollout", "package_id": str(package["id"])})
+        assert nul.status_code == 422
+        assert "name must not contain a NUL character" in nul.text
+        assert not any(c["name"].startswith("half") for c in operator_api.get("/campaigns").json()["items"])
         console.switch_to("zh")
         console.open(f"/campaigns/new?package_id={package['id']}&type=verify")
         page.fill("#f-name", "验证")

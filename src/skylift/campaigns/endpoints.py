@@ -41,7 +41,7 @@ async def list_campaigns(
     """Campaigns by id, one page at a time; every filter given must hold."""
     where = results.CampaignFilter(product_id, package_id, state)
     campaigns, total = await results.list_campaigns(session, where, page)
-    return page.answer([await results.campaign_out(session, c, now) for c in campaigns], total)
+    return page.answer(await results.campaign_outs(session, campaigns, now), total)
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)

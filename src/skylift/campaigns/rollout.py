@@ -8,6 +8,8 @@ an outbox row written with the pending → notified change of its attempt.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -215,57 +217,99 @@ def _window(campaign: Campaign) -> policy.Window | None:
     )
 
 
-async def waiting(session: AsyncSession, campaign: Campaign, now: datetime) -> tuple[str | None, datetime | None]:
-    """Why the campaign sends no notice now, and when it next may: (reason, time), or (None, None)."""
+@dataclass(frozen=True)
+class Wait:
+    """Why a campaign sends no notice now and when it next may; both None when nothing holds it back."""
+
+    reason: str | None = None
+    until: datetime | None = None
+
+
+async def waiting(session: AsyncSession, campaigns: Sequence[Campaign], now: datetime) -> dict[int, Wait]:
+    """Why each campaign sends no notice now, by campaign id, in a query or two for all of them."""
+    waits = {c.id: _held_by_schedule(c, now) for c in campaigns}
+    pushing = [c for c in campaigns if waits[c.id] is None and c.state == "running" and c.push]
+    pending = await _pending_in_reach(session, pushing)
+    paced: list[Campaign] = []
+    for campaign in pushing:
+        window = _window(campaign)
+        if not pending.get(campaign.id):
+            waits[campaign.id] = Wait()
+        elif window is not None and not window.contains(now):
+            zone = f"{window.start:%H:%M}–{window.end:%H:%M} {window.tz}"
+            waits[campaign.id] = Wait(f"outside its window {zone}", policy.next_window_start(window, now))
+        elif campaign.max_per_minute is not None:
+            paced.append(campaign)
+        else:
+            waits[campaign.id] = Wait()
+    recent = await _recent_notices_of(session, [c.id for c in paced], now)
+    for campaign in paced:
+        sent = recent.get(campaign.id, [])
+        limit = campaign.max_per_minute
+        assert limit is not None
+        if policy.notices_allowed(now, sent, limit) == 0:
+            slot = policy.next_pacing_slot(now, sent, limit)
+            waits[campaign.id] = Wait(f"pacing: at most {limit} notices a minute", slot)
+        else:
+            waits[campaign.id] = Wait()
+    return {key: wait or Wait() for key, wait in waits.items()}
+
+
+def _held_by_schedule(campaign: Campaign, now: datetime) -> Wait | None:
+    """The wait that the campaign's state and schedule alone decide, or None when its devices decide."""
     if campaign.state == "paused":
-        return campaign.paused_reason, None
+        return Wait(campaign.paused_reason)
     if campaign.state == "scheduled":
         if campaign.start_at is not None and campaign.start_at > now:
-            return "waiting for its start time", campaign.start_at
+            return Wait("waiting for its start time", campaign.start_at)
         if campaign.cron and campaign.next_run_at is not None:
-            return "waiting for its next scheduled run", campaign.next_run_at
+            return Wait("waiting for its next scheduled run", campaign.next_run_at)
     if campaign.state != "running" or not campaign.push:
-        return None, None
+        return Wait()
     if campaign.cron and campaign.next_run_at is not None and campaign.next_run_at > now:
-        return "waiting for its next scheduled run", campaign.next_run_at
-    pending = await session.scalar(
-        select(func.count()).where(
-            CampaignDevice.campaign_id == campaign.id,
-            CampaignDevice.state == DeviceState.PENDING.value,
-            CampaignDevice.group_index <= campaign.current_group,
-        )
-    )
-    if not pending:
-        return None, None
-    window = _window(campaign)
-    if window is not None and not window.contains(now):
-        return f"outside its window {window.start:%H:%M}–{window.end:%H:%M} {window.tz}", policy.next_window_start(
-            window, now
-        )
-    if campaign.max_per_minute is not None and await _pacing_allowance(session, campaign, now) == 0:
-        recent = await _recent_notices(session, campaign, now)
-        return (
-            f"pacing: at most {campaign.max_per_minute} notices a minute",
-            policy.next_pacing_slot(now, recent, campaign.max_per_minute),
-        )
-    return None, None
+        return Wait("waiting for its next scheduled run", campaign.next_run_at)
+    return None
 
 
-async def _recent_notices(session: AsyncSession, campaign: Campaign, now: datetime) -> list[datetime]:
-    recent = await session.scalars(
-        select(CampaignDevice.notified_at).where(
-            CampaignDevice.campaign_id == campaign.id,
-            CampaignDevice.notified_at > now - policy.PACING_WINDOW,
+async def _pending_in_reach(session: AsyncSession, campaigns: Sequence[Campaign]) -> dict[int, int]:
+    """Pending attempts in each campaign's groups up to its current one, by campaign id."""
+    reach = {c.id: c.current_group for c in campaigns}
+    found: dict[int, int] = {}
+    for chunk in id_chunks(list(reach)):
+        rows = await session.execute(
+            select(CampaignDevice.campaign_id, CampaignDevice.group_index, func.count())
+            .where(CampaignDevice.campaign_id.in_(chunk), CampaignDevice.state == DeviceState.PENDING.value)
+            .group_by(CampaignDevice.campaign_id, CampaignDevice.group_index)
         )
-    )
-    return [t for t in recent if t is not None]
+        for campaign_id, group, count in rows.tuples():
+            if group <= reach[campaign_id]:
+                found[campaign_id] = found.get(campaign_id, 0) + count
+    return found
+
+
+async def _recent_notices_of(
+    session: AsyncSession, campaign_ids: Sequence[int], now: datetime
+) -> dict[int, list[datetime]]:
+    """When each campaign's notices inside the pacing window went out, by campaign id."""
+    sent: dict[int, list[datetime]] = {}
+    for chunk in id_chunks(campaign_ids):
+        rows = await session.execute(
+            select(CampaignDevice.campaign_id, CampaignDevice.notified_at).where(
+                CampaignDevice.campaign_id.in_(chunk), CampaignDevice.notified_at > now - policy.PACING_WINDOW
+            )
+        )
+        for campaign_id, notified_at in rows.tuples():
+            if notified_at is not None:
+                sent.setdefault(campaign_id, []).append(notified_at)
+    return sent
 
 
 async def _pacing_allowance(session: AsyncSession, campaign: Campaign, now: datetime) -> int | None:
     """How many notices may leave now; None (unpaced) costs no query."""
     if campaign.max_per_minute is None:
         return None
-    return policy.notices_allowed(now, await _recent_notices(session, campaign, now), campaign.max_per_minute)
+    recent = await _recent_notices_of(session, [campaign.id], now)
+    return policy.notices_allowed(now, recent.get(campaign.id, []), campaign.max_per_minute)
 
 
 async def finish_if_done(session: AsyncSession, campaign: Campaign, now: datetime) -> None:

@@ -18,7 +18,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.db.session import Database, claiming
@@ -85,16 +85,20 @@ async def take_over(session: AsyncSession, name: str, silent: str, last_beat: da
     return taken
 
 
-async def to_disconnect(session: AsyncSession, name: str) -> list[tuple[int, int]]:
-    """Devices on this node whose connection must close (credentials revoked or changed), with the
-    epoch of that connection."""
-    query = (
+def waiting_disconnects(name: str) -> Select[int, int]:
+    """The query for devices on this node whose connection must close (credentials revoked or changed),
+    with the epoch of that connection. It runs every second: its condition is the partial index's own."""
+    return (
         select(Device.id, Device.connection_epoch)
-        .where(Device.node == name, Device.disconnect_requested.is_(True))
+        .where(Device.node == name, Device.disconnect_requested)
         .order_by(Device.id)
         .limit(KICKS_PER_ROUND)
     )
-    return list((await session.execute(query)).tuples().all())
+
+
+async def to_disconnect(session: AsyncSession, name: str) -> list[tuple[int, int]]:
+    """Devices on this node whose connection must close, with the epoch of that connection."""
+    return list((await session.execute(waiting_disconnects(name))).tuples().all())
 
 
 async def disconnected(session: AsyncSession, connections: Sequence[tuple[int, int]]) -> None:
