@@ -444,3 +444,24 @@ def firmware(size: int, seed: int = 0) -> bytes:
     """Deterministic pseudo-random bytes, so every test file differs from the others."""
     block = hashlib.sha256(f"firmware-{seed}".encode()).digest()
     return (block * (size // len(block) + 1))[:size]
+
+
+def read_paths(product_id: int, device_id: int, package_id: int, campaign_id: int) -> list[str]:
+    """Every read the API offers (under /api/v1) on a product with a device, a package and a campaign,
+    credentials and users aside: those two are for admins only."""
+    return [
+        "/products",
+        f"/products/{product_id}",
+        f"/products/{product_id}/versions",
+        "/devices",
+        f"/devices/{device_id}",
+        "/packages",
+        f"/packages/{package_id}",
+        f"/packages/{package_id}/results",
+        "/campaigns",
+        f"/campaigns/{campaign_id}",
+        f"/campaigns/{campaign_id}/devices",
+        f"/campaigns/{campaign_id}/results",
+        "/settings",
+        "/audit",
+    ]

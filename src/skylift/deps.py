@@ -38,6 +38,16 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
+async def get_reading_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+    # A request that only reads: on SQLite it neither waits for the writer (devices' reports, the engine)
+    # nor holds it up; changing a row in it is a programming error (db.session.WriteInReadingSession).
+    async with context.database.reading() as session:
+        yield session
+
+
+ReadingDep = Annotated[AsyncSession, Depends(get_reading_session, scope="function")]
+
+
 ADMIN_REFUSAL = "a valid token is required (Authorization: Bearer <token>)"
 # Where the request guard leaves who presented the bearer token (kit.guards answers 401 without one).
 PRINCIPAL = "skylift.principal"

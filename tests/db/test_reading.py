@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert, select
 
 from skylift.db.base import table_of
 from skylift.db.migrate import upgrade_to_head
-from skylift.db.session import Database
+from skylift.db.session import Database, WriteInReadingSession
 from skylift.registry.models import Product
 
 
@@ -60,18 +61,32 @@ def test_a_reader_neither_waits_for_the_writer_nor_sees_its_uncommitted_rows(tmp
     assert after == ["committed", "second", "uncommitted"]
 
 
-async def _changes_dropped(url: str) -> list[str]:
+async def _add_in_reading(database: Database, name: str, flush: bool) -> None:
+    async with database.reading() as session:
+        session.add(Product(name=name, product_key=f"k-{name}"))
+        if flush:
+            await session.flush()
+
+
+async def _changes_refused(url: str) -> tuple[list[str], list[str]]:
+    """Changing rows in a reading session fails, at its flush or at its end, and commits nothing."""
     database = Database(url)
     await upgrade_to_head(database)
+    refused: list[str] = []
     try:
+        with pytest.raises(WriteInReadingSession):
+            await _add_in_reading(database, "flushed", flush=True)
+        refused.append("at its flush")
+        with pytest.raises(WriteInReadingSession):
+            await _add_in_reading(database, "unflushed", flush=False)
+        refused.append("at its end")
         async with database.reading() as session:
-            session.add(Product(name="never", product_key="k3"))
-            await session.flush()
-        async with database.reading() as session:
-            return list(await session.scalars(select(Product.name)))
+            return refused, list(await session.scalars(select(Product.name)))
     finally:
         await database.dispose()
 
 
-def test_nothing_a_reader_changes_is_committed(tmp_path: Path) -> None:
-    assert asyncio.run(_changes_dropped(f"sqlite+aiosqlite:///{tmp_path / 'skylift.db'}")) == []
+def test_a_change_in_a_reading_session_is_refused_not_lost_silently(tmp_path: Path) -> None:
+    refused, names = asyncio.run(_changes_refused(f"sqlite+aiosqlite:///{tmp_path / 'skylift.db'}"))
+    assert refused == ["at its flush", "at its end"]
+    assert names == []

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from skylift_testkit import Fleet, Server, firmware, unique
+from skylift_testkit import Fleet, Server, firmware, read_paths, unique
 
 PASSWORD = "a long enough password"
 
@@ -104,22 +104,7 @@ class TestWhatEachRoleMay:
         package = fleet.package(firmware(500, seed=1201), "1.0.0")
         campaign = fleet.campaign(package["id"], device_ids=[device["id"]], push=False)
         with client(server, accounts["viewer"]) as viewer:
-            for path in (
-                "/products",
-                f"/products/{fleet.product_id}",
-                f"/products/{fleet.product_id}/versions",
-                "/devices",
-                f"/devices/{device['id']}",
-                "/packages",
-                f"/packages/{package['id']}",
-                f"/packages/{package['id']}/results",
-                "/campaigns",
-                f"/campaigns/{campaign['id']}",
-                f"/campaigns/{campaign['id']}/devices",
-                f"/campaigns/{campaign['id']}/results",
-                "/settings",
-                "/audit",
-            ):
+            for path in read_paths(fleet.product_id, device["id"], package["id"], campaign["id"]):
                 assert viewer.get(path).status_code == 200, path
             assert viewer.get(f"/devices/{device['id']}/credentials").status_code == 403
             assert viewer.get("/users").status_code == 403

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body, Query
 from skylift.campaigns import actions, results
 from skylift.campaigns.queries import get_campaign
 from skylift.campaigns.schemas import CampaignCreate, CampaignDeviceOut, CampaignOut, DeviceSelection, Results
-from skylift.deps import ContextDep, NowDep, OperatorDep, SessionDep, ViewerDep
+from skylift.deps import ContextDep, NowDep, OperatorDep, ReadingDep, SessionDep, ViewerDep
 from skylift.kit.ids import Id
 from skylift.kit.pagination import PageDep
 from skylift.kit.schemas import Page
@@ -30,7 +30,7 @@ async def create_campaign(
 
 @router.get("", response_model=Page[CampaignOut])
 async def list_campaigns(
-    session: SessionDep,
+    session: ReadingDep,
     _: ViewerDep,
     now: NowDep,
     page: PageDep,
@@ -45,14 +45,14 @@ async def list_campaigns(
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-async def read_campaign(campaign_id: Id, session: SessionDep, _: ViewerDep, now: NowDep) -> CampaignOut:
+async def read_campaign(campaign_id: Id, session: ReadingDep, _: ViewerDep, now: NowDep) -> CampaignOut:
     return await results.campaign_out(session, await get_campaign(session, campaign_id), now)
 
 
 @router.get("/{campaign_id}/devices", response_model=Page[CampaignDeviceOut])
 async def campaign_devices(
     campaign_id: Id,
-    session: SessionDep,
+    session: ReadingDep,
     _: ViewerDep,
     page: PageDep,
     state: results.AttemptState | None = None,
@@ -64,7 +64,7 @@ async def campaign_devices(
 
 
 @router.get("/{campaign_id}/results", response_model=Results)
-async def campaign_results(campaign_id: Id, session: SessionDep, _: ViewerDep) -> Results:
+async def campaign_results(campaign_id: Id, session: ReadingDep, _: ViewerDep) -> Results:
     """Counts, success rate, failure reasons, finished devices per minute, versions before and after."""
     campaign = await get_campaign(session, campaign_id)
     return await results.results_of(session, [campaign], campaign.package.module)
@@ -140,7 +140,7 @@ package_results_router = APIRouter(prefix="/packages", tags=["packages"])
 
 
 @package_results_router.get("/{package_id}/results", response_model=Results)
-async def package_results(package_id: Id, session: SessionDep, _: ViewerDep) -> Results:
+async def package_results(package_id: Id, session: ReadingDep, _: ViewerDep) -> Results:
     """The results of every campaign of this package together."""
     package = await packages.get_package(session, package_id, field="id")
     return await results.results_of(session, await results.campaigns_of_package(session, package.id), package.module)

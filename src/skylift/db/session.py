@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,19 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class WriteInReadingSession(RuntimeError):
+    """Work that changes rows ran in a session meant only to read: its changes would be lost."""
+
+
+def _refuse_changes(session: Session) -> None:
+    if session.new or session.deleted or any(session.is_modified(row) for row in session.dirty):
+        raise WriteInReadingSession("a session opened to read holds changes; they would never be committed")
+
+
+def _refuse_flush(session: Session, _context: object, _instances: object) -> None:
+    _refuse_changes(session)
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -252,7 +266,9 @@ class Database:
             return
         # Closing the session gives its connection back rolled back, and leaves what it loaded readable.
         async with self._reader_sessionmaker() as session:
+            event.listen(session.sync_session, "before_flush", _refuse_flush)
             yield session
+            _refuse_changes(session.sync_session)
 
     @asynccontextmanager
     async def batch(self, savepoints: bool = True) -> AsyncIterator[Batch]:

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from skylift.context import AppContext
-from skylift.deps import ContextDep, NowDep, OperatorDep, SessionDep, ViewerDep
+from skylift.deps import ContextDep, NowDep, OperatorDep, ReadingDep, SessionDep, ViewerDep
 from skylift.kit.errors import BadRequest, NotFound, error_responses
 from skylift.kit.guards import lift_body_limit
 from skylift.kit.ids import ID_LIMIT, Id
@@ -108,7 +108,7 @@ async def _out(context: AppContext, session: AsyncSession, package: Package) -> 
 @router.get("", response_model=Page[PackageOut])
 async def list_packages(
     context: ContextDep,
-    session: SessionDep,
+    session: ReadingDep,
     _: ViewerDep,
     page: PageDep,
     product_id: Id | None = None,
@@ -124,7 +124,7 @@ async def list_packages(
 
 
 @router.get("/{package_id}", response_model=PackageOut)
-async def read_package(package_id: Id, context: ContextDep, session: SessionDep, _: ViewerDep) -> PackageOut:
+async def read_package(package_id: Id, context: ContextDep, session: ReadingDep, _: ViewerDep) -> PackageOut:
     return await _out(context, session, await service.get_package(session, package_id, field="id"))
 
 

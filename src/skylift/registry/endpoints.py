@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from skylift.context import AppContext
 from skylift.db.session import AfterCommit, after_commit
-from skylift.deps import AdminDep, ContextDep, OperatorDep, SessionDep, ViewerDep
+from skylift.deps import AdminDep, ContextDep, OperatorDep, ReadingDep, SessionDep, ViewerDep
 from skylift.kit.errors import error_responses
 from skylift.kit.ids import Id
 from skylift.kit.pagination import PageDep
@@ -44,13 +44,13 @@ async def create_product(body: ProductCreate, session: SessionDep, actor: Operat
 
 
 @router.get("/products", response_model=Page[ProductOut])
-async def list_products(session: SessionDep, _: ViewerDep, page: PageDep) -> Page[ProductOut]:
+async def list_products(session: ReadingDep, _: ViewerDep, page: PageDep) -> Page[ProductOut]:
     products, total = await listing.list_products(session, page)
     return page.answer([ProductOut.model_validate(p) for p in products], total)
 
 
 @router.get("/products/{product_id}", response_model=ProductOut)
-async def read_product(product_id: Id, session: SessionDep, _: ViewerDep) -> ProductOut:
+async def read_product(product_id: Id, session: ReadingDep, _: ViewerDep) -> ProductOut:
     return ProductOut.model_validate(await service.get_product(session, product_id, field="id"))
 
 
@@ -64,7 +64,7 @@ async def update_product(product_id: Id, body: ProductPatch, session: SessionDep
 
 @router.get("/products/{product_id}/versions", response_model=VersionDistribution)
 async def product_versions(
-    product_id: Id, session: SessionDep, _: ViewerDep, module: str = "default"
+    product_id: Id, session: ReadingDep, _: ViewerDep, module: str = "default"
 ) -> VersionDistribution:
     """How many devices report each version of the module (named by its name or its alias)."""
     name, versions = await service.version_distribution(session, product_id, module)
@@ -214,7 +214,7 @@ def _disconnect(context: AppContext, device_id: Id) -> AfterCommit:
 
 @router.get("/devices", response_model=Page[DeviceOut])
 async def list_devices(
-    session: SessionDep,
+    session: ReadingDep,
     _: ViewerDep,
     page: PageDep,
     product_id: Id | None = None,
@@ -239,5 +239,5 @@ async def list_devices(
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
-async def read_device(device_id: Id, session: SessionDep, _: ViewerDep) -> DeviceOut:
+async def read_device(device_id: Id, session: ReadingDep, _: ViewerDep) -> DeviceOut:
     return service.device_out(await service.get_device(session, device_id))

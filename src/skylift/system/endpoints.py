@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from skylift.deps import AdminDep, SessionDep, ViewerDep
+from skylift.deps import AdminDep, ReadingDep, SessionDep, ViewerDep
 from skylift.kit.ids import Id
 from skylift.kit.pagination import PageDep
 from skylift.kit.schemas import Page
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/settings", tags=["settings"])
 
 
 @router.get("", response_model=SystemParameters)
-async def read_settings(session: SessionDep, _: ViewerDep) -> SystemParameters:
+async def read_settings(session: ReadingDep, _: ViewerDep) -> SystemParameters:
     return await service.get_parameters(session)
 
 
@@ -45,7 +45,7 @@ audit_router = APIRouter(prefix="/audit", tags=["audit"])
 
 @audit_router.get("", response_model=Page[AuditEventOut])
 async def read_audit(
-    session: SessionDep,
+    session: ReadingDep,
     _: ViewerDep,
     page: PageDep,
     target_type: Annotated[str | None, Query(max_length=32)] = None,

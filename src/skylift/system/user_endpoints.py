@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from skylift.deps import AdminDep, SessionDep, ViewerDep
+from skylift.deps import AdminDep, ReadingDep, SessionDep, ViewerDep
 from skylift.kit.ids import Id
 from skylift.kit.pagination import PageDep
 from skylift.kit.schemas import ItemsOut, Page
@@ -32,7 +32,7 @@ async def read_me(actor: ViewerDep) -> MeOut:
 
 
 @router.get("/me/tokens", response_model=ItemsOut[TokenOut])
-async def read_my_tokens(session: SessionDep, actor: ViewerDep) -> ItemsOut[TokenOut]:
+async def read_my_tokens(session: ReadingDep, actor: ViewerDep) -> ItemsOut[TokenOut]:
     return await _tokens(session, access.require_user(actor.user_id))
 
 
@@ -65,7 +65,7 @@ async def _revoke(session: AsyncSession, actor: Actor, user_id: int, token_id: i
 
 
 @router.get("", response_model=Page[UserOut])
-async def list_users(session: SessionDep, _: AdminDep, page: PageDep) -> Page[UserOut]:
+async def list_users(session: ReadingDep, _: AdminDep, page: PageDep) -> Page[UserOut]:
     found, total = await users.list_users(session, page)
     return page.answer([UserOut.model_validate(u) for u in found], total)
 
@@ -78,7 +78,7 @@ async def create_user(body: UserCreate, session: SessionDep, actor: AdminDep) ->
 
 
 @router.get("/{user_id}", response_model=UserOut)
-async def read_user(user_id: Id, session: SessionDep, _: AdminDep) -> UserOut:
+async def read_user(user_id: Id, session: ReadingDep, _: AdminDep) -> UserOut:
     return UserOut.model_validate(await users.get_user(session, user_id))
 
 
@@ -101,7 +101,7 @@ async def delete_user(user_id: Id, session: SessionDep, actor: AdminDep) -> None
 
 
 @router.get("/{user_id}/tokens", response_model=ItemsOut[TokenOut])
-async def read_user_tokens(user_id: Id, session: SessionDep, _: AdminDep) -> ItemsOut[TokenOut]:
+async def read_user_tokens(user_id: Id, session: ReadingDep, _: AdminDep) -> ItemsOut[TokenOut]:
     return await _tokens(session, user_id)
 
 
