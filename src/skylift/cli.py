@@ -21,7 +21,7 @@ def serve() -> None:
     """Run the HTTP API, the embedded MQTT broker and the rollout engine in one process."""
     from skylift.app import build_context, create_app
     from skylift.devices import topics
-    from skylift.kit import logs
+    from skylift.kit import collector, logs
     from skylift.kit.zero_copy import ZeroCopyH11Protocol
 
     try:
@@ -55,6 +55,7 @@ def serve() -> None:
     )
     # uvicorn has set up its handlers by now: every one of them gets the secrets filter.
     logs.install(topics.redact)
+    collector.tune_for_serving()
     uvicorn.Server(config).run()
 
 
