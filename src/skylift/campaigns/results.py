@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -15,7 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute, selectinload
 
 from skylift.campaigns import rollout
 from skylift.campaigns.models import Campaign, CampaignDevice
-from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES, get_campaign, pairs
+from skylift.campaigns.queries import ACTIVE_CAMPAIGN_STATES, get_campaign
 from skylift.campaigns.schemas import CampaignDeviceOut, CampaignOut, Results, TimelinePoint
 from skylift.campaigns.state import DeviceState
 from skylift.db.chunks import id_chunks
@@ -24,6 +24,9 @@ from skylift.packages.models import Package
 from skylift.packages.schemas import VerificationOut
 from skylift.registry.models import DeviceVersion
 
+# Attempts counted among failure reasons.
+IS_FAILED = CampaignDevice.state == DeviceState.FAILED
+
 
 def _minute(at: datetime) -> datetime:
     return at.replace(second=0, microsecond=0)
@@ -31,9 +34,7 @@ def _minute(at: datetime) -> datetime:
 
 async def results_of(session: AsyncSession, campaigns: Sequence[Campaign], module: str) -> Results:
     ids = [c.id for c in campaigns]
-    counts: Counter[str] = Counter()
-    for campaign in campaigns:
-        counts.update(await state_counts(session, campaign.id))
+    counts = _merged(await _grouped(session, CampaignDevice.state, ids))
     targeted, rate = success_rate(dict(counts))
     finished = await session.execute(
         select(CampaignDevice.finished_at, CampaignDevice.state).where(
@@ -63,7 +64,7 @@ async def results_of(session: AsyncSession, campaigns: Sequence[Campaign], modul
         counts=dict(counts),
         targeted=targeted,
         success_rate=rate,
-        failure_reasons=await failure_reasons(session, ids),
+        failure_reasons=_named(_merged(await _grouped(session, CampaignDevice.failure_reason, ids, IS_FAILED))),
         timeline=timeline,
         versions_before=dict(before),
         versions_after={version: n for version, n in after.tuples()},
@@ -92,8 +93,9 @@ async def verification_of(session: AsyncSession, package: Package) -> Verificati
     if not verify_campaigns:
         return Verification("unverified", None, 0, 0)
     latest: Verification | None = None
+    by_campaign = await _grouped(session, CampaignDevice.state, [c.id for c in verify_campaigns])
     for campaign in verify_campaigns:
-        counts = await state_counts(session, campaign.id)
+        counts = by_campaign.get(campaign.id, {})
         targeted = sum(n for state, n in counts.items() if state != DeviceState.SKIPPED)
         succeeded = counts.get(DeviceState.SUCCEEDED, 0)
         if targeted and succeeded == targeted:
@@ -108,25 +110,6 @@ async def verification_of(session: AsyncSession, package: Package) -> Verificati
 async def verification_out(session: AsyncSession, package: Package) -> VerificationOut:
     """The package's verification state, as the packages API shows it."""
     return VerificationOut(**dataclasses.asdict(await verification_of(session, package)))
-
-
-async def state_counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:
-    return await pairs(
-        session,
-        select(CampaignDevice.state, func.count())
-        .where(CampaignDevice.campaign_id == campaign_id)
-        .group_by(CampaignDevice.state),
-    )
-
-
-async def failure_reasons(session: AsyncSession, campaign_ids: Sequence[int]) -> dict[str, int]:
-    reasons: dict[str | None, int] = await pairs(
-        session,
-        select(CampaignDevice.failure_reason, func.count())
-        .where(CampaignDevice.campaign_id.in_(campaign_ids), CampaignDevice.state == DeviceState.FAILED)
-        .group_by(CampaignDevice.failure_reason),
-    )
-    return {reason or "unknown": n for reason, n in reasons.items()}
 
 
 def success_rate(counts: dict[str, int]) -> tuple[int, float]:
@@ -144,7 +127,7 @@ async def campaign_outs(session: AsyncSession, campaigns: Sequence[Campaign], no
     """Campaigns as the API shows them at `now`: a few queries for the whole list, not a few per campaign."""
     ids = [c.id for c in campaigns]
     counts = await _grouped(session, CampaignDevice.state, ids)
-    reasons = await _grouped(session, CampaignDevice.failure_reason, ids, CampaignDevice.state == DeviceState.FAILED)
+    reasons = await _grouped(session, CampaignDevice.failure_reason, ids, IS_FAILED)
     waits = await rollout.waiting(session, campaigns, now)
     return [_campaign_out(c, counts.get(c.id, {}), reasons.get(c.id, {}), waits[c.id]) for c in campaigns]
 
@@ -163,6 +146,19 @@ async def _grouped(
         for campaign_id, value, n in rows.tuples():
             found.setdefault(campaign_id, {})[value] = n
     return found
+
+
+def _merged(grouped: dict[int, dict[Any, int]]) -> Counter[Any]:
+    """The counts of every campaign added up."""
+    total: Counter[Any] = Counter()
+    for counts in grouped.values():
+        total.update(counts)
+    return total
+
+
+def _named(reasons: Mapping[str | None, int]) -> dict[str, int]:
+    """Failure reasons as the API shows them: a failure without one is "unknown"."""
+    return {reason or "unknown": n for reason, n in reasons.items()}
 
 
 def _campaign_out(
@@ -209,7 +205,7 @@ def _campaign_out(
         targeted=targeted,
         counts=counts,
         success_rate=rate,
-        failure_reasons={reason or "unknown": n for reason, n in reasons.items()},
+        failure_reasons=_named(reasons),
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         next_run_at=wait.until or campaign.next_run_at,
