@@ -20,6 +20,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from skylift import __version__
 from skylift.broker.embedded import EmbeddedBroker, Listener
 from skylift.broker.limits import ConnectionLimits, open_files_limit
+from skylift.broker.mosquitto.events import ExternalBroker
+from skylift.broker.mosquitto.link import BrokerAddress
+from skylift.broker.mosquitto.login import router as broker_login_router
 from skylift.broker.rates import RateLimits
 from skylift.campaigns import actions as campaign_actions
 from skylift.campaigns import outbox
@@ -157,6 +160,19 @@ def mqtt_listeners(settings: Settings) -> list[Listener]:
     return listeners
 
 
+def device_broker(
+    settings: Settings, hub: DeviceHub, limits: ConnectionLimits, rates: RateLimits
+) -> EmbeddedBroker | ExternalBroker:
+    """The embedded broker, or the link to an external Mosquitto that runs Skylift's plugin."""
+    external = settings.external_broker
+    if external is None:
+        return EmbeddedBroker(mqtt_listeners(settings), hub, limits, rates)
+    host, port, tls = external
+    password = settings.mqtt_broker_password or ""
+    address = BrokerAddress(host, port, settings.mqtt_broker_username, password, f"skylift-{settings.node}", tls)
+    return ExternalBroker(address, hub)
+
+
 def create_app(settings: Settings | None = None, context: AppContext | None = None) -> FastAPI:
     if context is None:
         context, _ = build_context(settings or Settings())
@@ -196,7 +212,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             max(settings.mqtt_login_backoff_max_seconds, settings.mqtt_login_backoff_seconds),
         )
         listeners = mqtt_listeners(settings)
-        broker = EmbeddedBroker(listeners, hub, limits, rates)
+        broker = device_broker(settings, hub, limits, rates)
         hub.attach_publisher(broker.publish, broker.disconnect)
         engine = RolloutEngine(context.database, settings.engine_interval_seconds, context.clock)
         relay = NoticeRelay(
@@ -234,7 +250,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             "Skylift %s: HTTP on %s, MQTT on %s",
             __version__,
             settings.resolved_public_url,
-            ", ".join(
+            f"the external broker {settings.mqtt_broker_url}"
+            if isinstance(broker, ExternalBroker)
+            else ", ".join(
                 f"{listener.host}:{listener.port}{' (TLS)' if listener.tls_files else ''}" for listener in listeners
             ),
         )
@@ -293,6 +311,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         downloads_router, responses=error_responses(403, 404, 410, 422), dependencies=[Depends(reject_nul_characters)]
     )
     app.include_router(device_api_router, dependencies=[Depends(reject_nul_characters)])
+    app.include_router(broker_login_router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> JSONResponse:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Annotated
 
 import typer
 import uvicorn
@@ -57,6 +59,24 @@ def serve() -> None:
     logs.install(topics.redact)
     collector.tune_for_serving()
     uvicorn.Server(config).run()
+
+
+@app.command("mosquitto-plugin")
+def mosquitto_plugin(
+    output: Annotated[Path, typer.Argument(help="Where the plugin (a shared library) goes")],
+) -> None:
+    """Build Skylift's plugin for an external Mosquitto 2.0 and print the mosquitto.conf lines it needs."""
+    from skylift.broker.mosquitto import plugin
+
+    try:
+        built = plugin.build(output.resolve())
+    except plugin.BuildFailed as exc:
+        console.print(f"skylift: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(f"Built {built}. In mosquitto.conf, with SKYLIFT_MQTT_BROKER_PASSWORD in place of <password>:")
+    url = "http://<skylift host>:8080/broker/v1/login"
+    for line in plugin.config_lines(built, url, "skylift", "<password>"):
+        typer.echo(line)
 
 
 @app.command()

@@ -53,6 +53,21 @@ class Settings(BaseSettings):
     public_https_url: str | None = Field(default=None, description="Base of https:// download URLs")
     database_url: str | None = Field(default=None, description="SQLAlchemy async URL (default: SQLite in the data dir)")
     download_url_ttl_seconds: int = Field(default=86_400, ge=1, description="Lifetime of a download URL in a notice")
+    # An external Mosquitto 2.0 with Skylift's plugin in place of the embedded broker (broker/mosquitto/).
+    mqtt_broker_url: str | None = Field(
+        default=None,
+        pattern=r"^mqtts?://[^/:@\s]+(:[0-9]{1,5})?/?$",
+        description="mqtt://host:port (or mqtts://) of an external Mosquitto with Skylift's plugin "
+        "(default: the embedded broker)",
+    )
+    mqtt_broker_username: str = Field(
+        default="skylift", min_length=1, max_length=256, description="Skylift's login at the external broker"
+    )
+    mqtt_broker_password: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Its password, also the plugin's key for the login checks (16 characters or more)",
+    )
     mqtt_max_payload_bytes: int = Field(default=65_536, ge=256, description="Larger device messages are refused")
     # The embedded broker's socket limits (see broker/limits.py).
     mqtt_connect_timeout_seconds: float = Field(
@@ -130,6 +145,22 @@ class Settings(BaseSettings):
         if not self.mqtt_plain_enabled and self.mqtt_tls_port is None:
             raise ValueError("with SKYLIFT_MQTT_PLAIN_ENABLED=false, set SKYLIFT_MQTT_TLS_PORT: devices need a port")
         return self
+
+    @model_validator(mode="after")
+    def _external_broker_needs_a_password(self) -> Settings:
+        if self.mqtt_broker_url is not None and self.mqtt_broker_password is None:
+            raise ValueError("SKYLIFT_MQTT_BROKER_URL needs SKYLIFT_MQTT_BROKER_PASSWORD (the plugin's password)")
+        return self
+
+    @property
+    def external_broker(self) -> tuple[str, int, bool] | None:
+        """(host, port, TLS) of the external broker, or None for the embedded one."""
+        if self.mqtt_broker_url is None:
+            return None
+        scheme, _, rest = self.mqtt_broker_url.partition("://")
+        host, _, port = rest.rstrip("/").partition(":")
+        tls = scheme == "mqtts"
+        return host, int(port) if port else (8883 if tls else 1883), tls
 
     @property
     def mqtt_tls_files(self) -> tuple[Path, Path] | None:

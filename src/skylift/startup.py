@@ -35,6 +35,8 @@ def load_settings() -> Settings:
 
 def _listeners(settings: Settings) -> list[tuple[str, str, int, str]]:
     wanted = [("HTTP", settings.http_host, settings.http_port, "SKYLIFT_HTTP_PORT")]
+    if settings.external_broker is not None:
+        return wanted  # devices connect to the external broker
     if settings.mqtt_plain_enabled:
         wanted.append(("MQTT", settings.mqtt_host, settings.mqtt_port, "SKYLIFT_MQTT_PORT"))
     if settings.mqtt_tls_port is not None:

@@ -22,6 +22,12 @@ class TestAdminApi:
         assert "/api/v1/campaigns" in spec["paths"]
         assert httpx.get(f"{server.http_url}/docs").status_code == 200
 
+    def test_no_broker_login_check_without_an_external_broker(self, server: Server) -> None:
+        body = {"username": "anything", "password": "", "client_id": "c"}
+        answer = httpx.post(f"{server.http_url}/broker/v1/login", json=body, headers={"Authorization": "Bearer x"})
+        assert answer.status_code == 404
+        assert answer.json()["error"]["code"] == "not_found"
+
 
 class TestDeviceLogin:
     def test_wrong_token_is_refused(self, server: Server) -> None:

@@ -219,3 +219,29 @@ async def sub_device(session: AsyncSession, gateway_id: int, address: str) -> De
     )
     # A sub-device never logs in itself; its identity is that of its token.
     return identity_for(device, LoginStyle.TOKEN) if device is not None else None
+
+
+async def identities_named(session: AsyncSession, names: Sequence[str]) -> dict[str, DeviceIdentity]:
+    """The enabled devices that `names` name, by name: an access token, `DeviceName&ProductKey` (a login
+    username) or `ProductKey/DeviceName` (a topic id). For an external broker, whose plugin checked the
+    login and lets each device use its own topics only; tokens are looked up together."""
+    found: dict[str, DeviceIdentity] = {}
+    keyring = sealing.keyring()
+    tokens = {name: keyring.digests(name) for name in names if "&" not in name and "/" not in name}
+    tokens = {name: digests for name, digests in tokens.items() if 0 < len(name) <= MAX_CREDENTIAL_LENGTH}
+    devices = await _by_digests(session, sorted({digest for each in tokens.values() for digest in each}))
+    for name, digests in tokens.items():
+        identity = _token_identity(devices, digests)
+        if identity is not None:
+            found[name] = identity
+    for name in names:
+        if name in tokens or len(name) > MAX_CREDENTIAL_LENGTH:
+            continue
+        if "&" in name:
+            device_name, _, product_key = name.partition("&")
+        else:
+            product_key, _, device_name = name.partition("/")
+        device = await _by_key(session, product_key, device_name) if product_key and device_name else None
+        if device is not None:
+            found[name] = identity_for(device, LoginStyle.PRODUCT_KEY)
+    return found

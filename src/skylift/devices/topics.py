@@ -227,3 +227,24 @@ def redact(text: str) -> str:
     """`text` with the credential in every topic it mentions replaced by `***` (for log lines)."""
     text = _OTA_TOKEN.sub(lambda m: m.group(1) + REDACTED, text)
     return _EZT_USERNAME.sub(lambda m: f"{m.group(1)}/{REDACTED}", text)
+
+
+def broker_rules(identity: DeviceIdentity) -> dict[str, list[str | dict[str, str]]]:
+    """The device's topic rules for an external broker's plugin, the same as `may_publish`, `may_read`
+    and `may_subscribe`: a rule is a whole topic, or `{"prefix": P}` with `"suffix": S` (the topic ends
+    with S) or `"without_suffix": S` (it does not)."""
+    sys_prefix = _sys_prefix(identity)
+    own = _own_topics(identity)
+    return {
+        "publish": [
+            *(f"{OTA_PREFIX}{kind}/{topic_id}" for kind in sorted(UP_KINDS) for topic_id in identity.topic_ids),
+            *(f"{kind}/{identity.username}" for kind in sorted(EZTCLOUD_UP_KINDS)),
+            {"prefix": sys_prefix, "without_suffix": "_reply"},
+        ],
+        "read": [
+            *(f"{OTA_PREFIX}{kind}/{topic_id}" for kind in sorted(DOWN_KINDS) for topic_id in identity.topic_ids),
+            *(f"{kind}/{identity.username}" for kind in sorted(EZTCLOUD_DOWN_KINDS)),
+            {"prefix": sys_prefix, "suffix": "_reply"},
+        ],
+        "own": [*own, {"prefix": sys_prefix}],
+    }
