@@ -8,6 +8,7 @@ devices. Every wait has a time limit; the script exits 1 with the reason when on
 
     python bench/connections.py                          # 1,000 and 10,000 devices
     python bench/connections.py --fleets 500 --stage 250 # a quick check
+    python bench/connections.py --broker mosquitto       # devices on Mosquitto with Skylift's plugin
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fleetkit import (
     Fleet,
     anonymous_devices,
     api_client,
-    bare_amqtt,
+    bare_broker,
     cpu_seconds,
     parse_fleets,
     print_table,
@@ -34,6 +35,7 @@ from fleetkit import (
     rss_kib,
     run,
     running_skylift,
+    server_pids,
     token_devices,
 )
 
@@ -49,25 +51,29 @@ class Stage:
 
 
 def connect_in_stages(
-    devices: list[Device], port: int, pid: int, stage: int, timeout: float
+    devices: list[Device], port: int, pids: list[int], stage: int, timeout: float
 ) -> tuple[int, list[Stage]]:
-    """Connect `devices` `stage` at a time; the RSS before the first, and each stage's figures."""
+    """Connect `devices` `stage` at a time; the RSS before the first, and each stage's figures (CPU and RSS
+    of the server's processes together: Skylift, and an external broker when there is one)."""
     fleets: list[Fleet] = []
     stages = []
-    base_rss = rss_kib(pid)
+    base_rss = sum(rss_kib(pid) for pid in pids)
     try:
         for start in range(0, len(devices), stage):
             batch = devices[start : start + stage]
-            cpu_before = cpu_seconds(pid)
+            cpu_before = sum(cpu_seconds(pid) for pid in pids)
             fleet = Fleet(batch, port, threads=1, name=f"stage-{start}")
             fleets.append(fleet.__enter__())
             seconds = fleet.ready(timeout)
-            cpu = cpu_seconds(pid) - cpu_before
+            cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
             time.sleep(SETTLE_S)
-            stages.append(Stage(start + len(batch), seconds, cpu / len(batch) * 1000, rss_kib(pid)))
+            rss = [rss_kib(pid) for pid in pids]
+            stages.append(Stage(start + len(batch), seconds, cpu / len(batch) * 1000, sum(rss)))
             print(
                 f"  {start + len(batch):6d} connected: stage {seconds:6.2f} s, "
-                f"{cpu / len(batch) * 1000:5.2f} ms CPU per connect, RSS {rss_kib(pid) / 1024:7.1f} MiB",
+                f"{cpu / len(batch) * 1000:5.2f} ms CPU per connect, RSS "
+                + " + ".join(f"{kib / 1024:7.1f}" for kib in rss)
+                + " MiB",
                 flush=True,
             )
         return base_rss, stages
@@ -102,6 +108,12 @@ def main() -> int:
     parser.add_argument("--stage", type=int, default=1000, help="devices connected per stage")
     parser.add_argument("--timeout", type=float, default=600, help="seconds one stage may take")
     parser.add_argument("--skip-reference", action="store_true", help="do not measure the bare amqtt broker")
+    parser.add_argument(
+        "--broker",
+        choices=["embedded", "mosquitto"],
+        default="embedded",
+        help="where devices connect: the embedded broker, or Debian's Mosquitto with Skylift's plugin",
+    )
     args = parser.parse_args()
     fleets = parse_fleets(args.fleets)
     total = max(fleets)
@@ -109,19 +121,21 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="skylift-connections-"))
     try:
         reference: dict[int, tuple[float, float]] = {}
+        bare = "bare Mosquitto" if args.broker == "mosquitto" else "bare amqtt"
         if not args.skip_reference:
-            print(f"bare amqtt broker, {total} devices in stages of {args.stage}:")
-            with bare_amqtt() as broker:
+            print(f"{bare} broker, {total} devices in stages of {args.stage}:")
+            with bare_broker(args.broker) as broker:
                 base, stages = connect_in_stages(
-                    anonymous_devices(total), broker.port, broker.pid, args.stage, args.timeout
+                    anonymous_devices(total), broker.port, [broker.pid], args.stage, args.timeout
                 )
-                reference = summary("bare amqtt", base, stages, fleets)
-        print(f"skylift, {total} devices in stages of {args.stage}:")
-        with running_skylift(root) as server, api_client(server) as api:
+                reference = summary(bare, base, stages, fleets)
+        on = " on Mosquitto (CPU and RSS: Skylift + Mosquitto)" if args.broker == "mosquitto" else ""
+        print(f"skylift{on}, {total} devices in stages of {args.stage}:")
+        with running_skylift(root, broker=args.broker) as server, api_client(server) as api:
             _, tokens = register_fleet(api, total, "connections bench")
-            pid = server.process.pid
-            base, stages = connect_in_stages(token_devices(tokens), server.mqtt_port, pid, args.stage, args.timeout)
-            figures = summary("skylift", base, stages, fleets)
+            pids = server_pids([server])
+            base, stages = connect_in_stages(token_devices(tokens), server.mqtt_port, pids, args.stage, args.timeout)
+            figures = summary("skylift" + on, base, stages, fleets)
         rows = []
         for size in fleets:
             seconds, per_device = figures[size]
@@ -129,12 +143,12 @@ def main() -> int:
             if size in reference:
                 ref_seconds, ref_per_device = reference[size]
                 line += (
-                    f"  | bare amqtt {ref_seconds:7.2f} s, {ref_per_device:6.1f} KiB"
+                    f"  | {bare} {ref_seconds:7.2f} s, {ref_per_device:6.1f} KiB"
                     f"  | time ratio {ratio(seconds, ref_seconds)}, memory ratio {ratio(per_device, ref_per_device)}"
                 )
             rows.append((f"{size} devices", line))
         rows.append(("RSS per 1,000 devices", f"{figures[total][1] * 1000 / 1024:.1f} MiB (at {total})"))
-        print_table("connections (skylift vs the bare amqtt broker, same run)", rows)
+        print_table(f"connections (skylift vs the {bare} broker, same run)", rows)
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -13,6 +13,7 @@ and the ratio of the notice rate to the bare relay's.
     python bench/fanout.py --fleets 200        # a quick check
     python bench/fanout.py --postgresql postgresql+asyncpg://postgres@127.0.0.1:5432   # Skylift on PostgreSQL
     python bench/fanout.py --postgresql postgresql+asyncpg://... --replicas 2          # two replicas, one database
+    python bench/fanout.py --broker mosquitto          # devices on Mosquitto with Skylift's plugin
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fleetkit import (
     add_database_option,
     anonymous_devices,
     api_client,
-    bare_amqtt,
+    bare_broker,
     cpu_seconds,
     database_arguments,
     database_cpu_seconds,
@@ -44,6 +45,7 @@ from fleetkit import (
     register_fleet,
     run,
     running_replicas,
+    server_pids,
     token_devices,
     upload_small_package,
     wait_until,
@@ -63,11 +65,11 @@ class Relay:
         return devices / self.seconds
 
 
-def bare_relay(devices: int, timeout: float) -> Relay:
+def bare_relay(devices: int, timeout: float, kind: str = "embedded") -> Relay:
     # The sender stands for the server: its messages are not held back by a client's in-flight window.
     sender = Device(key="sender", token=None, inflight=65535)
     with (
-        bare_amqtt() as broker,
+        bare_broker(kind) as broker,
         Fleet(anonymous_devices(devices), broker.port, name="bare") as fleet,
         Fleet([sender], broker.port, threads=1, name="sender") as sending,
     ):
@@ -95,10 +97,12 @@ class Rollout:
     database_cpu_per_device_ms: float  # PostgreSQL's processes, when Skylift runs on it
 
 
-def skylift_rollout(root: Path, devices: int, timeout: float, postgresql: str | None, replicas: int = 1) -> Rollout:
+def skylift_rollout(
+    root: Path, devices: int, timeout: float, postgresql: str | None, replicas: int = 1, broker: str = "embedded"
+) -> Rollout:
     with (
         database_settings(postgresql) as database,
-        running_replicas(root, replicas, database) as servers,
+        running_replicas(root, replicas, database, broker) as servers,
         api_client(servers[0]) as api,
     ):
         product_id, tokens = register_fleet(api, devices, "fanout bench")
@@ -112,7 +116,7 @@ def skylift_rollout(root: Path, devices: int, timeout: float, postgresql: str | 
                 lambda: sum(metrics_of(server, APPLIED) for server in servers) >= devices,
                 0.2,
             )
-            pids = [server.process.pid for server in servers]
+            pids = server_pids(servers)
 
             def skylift_cpu() -> float:
                 return sum(cpu_seconds(pid) for pid in pids)
@@ -149,16 +153,18 @@ def main() -> int:
     raise_open_files()
     rows = []
     for devices in parse_fleets(args.fleets):
-        relay = None if args.skip_reference else bare_relay(devices, args.timeout)
+        relay = None if args.skip_reference else bare_relay(devices, args.timeout, args.broker)
         root = Path(tempfile.mkdtemp(prefix="skylift-fanout-"))
         try:
-            rollout = skylift_rollout(root, devices, args.timeout, args.postgresql, args.replicas)
+            rollout = skylift_rollout(root, devices, args.timeout, args.postgresql, args.replicas, args.broker)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         notice_rate = devices / rollout.last_notice_s
         first = len(rows)
         if args.replicas > 1:
             rows.append((f"{devices} devices: replicas", f"{args.replicas} (one database, devices spread evenly)"))
+        if args.broker == "mosquitto":
+            rows.append((f"{devices} devices: broker", "Mosquitto with Skylift's plugin (CPU: Skylift + Mosquitto)"))
         rows += [
             (f"{devices} devices: POST /campaigns returned", f"{rollout.post_s:7.2f} s"),
             (
@@ -176,7 +182,7 @@ def main() -> int:
         if relay is not None:
             rows += [
                 (
-                    f"{devices} devices: bare amqtt relay",
+                    f"{devices} devices: bare {'Mosquitto' if args.broker == 'mosquitto' else 'amqtt'} relay",
                     f"{relay.seconds:7.2f} s ({relay.rate(devices):7.0f} msg/s); "
                     f"ratio notices/s to relay {ratio(notice_rate, relay.rate(devices))}",
                 )

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import json
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -115,14 +117,28 @@ def add_database_option(parser: argparse.ArgumentParser) -> None:
         help="run this many Skylift replicas on the one PostgreSQL database (needs --postgresql), the devices"
         " spread evenly over them; CPU figures add all of them up",
     )
+    parser.add_argument(
+        "--broker",
+        choices=["embedded", "mosquitto"],
+        default="embedded",
+        help="where devices connect: Skylift's embedded broker, or Debian's Mosquitto with Skylift's plugin"
+        " (built and started here); CPU figures then add Mosquitto's",
+    )
 
 
 def database_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
-    """The parsed arguments, with --replicas checked against --postgresql."""
+    """The parsed arguments, with --replicas checked against --postgresql and --broker."""
     args = parser.parse_args()
     if args.replicas < 1 or (args.replicas > 1 and args.postgresql is None):
         parser.error("--replicas takes a count of 1 or more, and more than 1 needs --postgresql")
+    if args.replicas > 1 and args.broker != "embedded":
+        parser.error("--replicas needs the embedded broker (one Skylift process per external broker)")
     return args
+
+
+def server_pids(servers: Sequence[Server]) -> list[int]:
+    """The processes whose CPU a run counts: every Skylift, and the external broker when there is one."""
+    return [server.process.pid for server in servers] + [s.broker_pid for s in servers if s.broker_pid is not None]
 
 
 @contextlib.contextmanager
@@ -170,7 +186,22 @@ def skylift_in_tempdir(prefix: str) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def running_skylift(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+def running_skylift(root: Path, extra_env: dict[str, str] | None = None, broker: str = "embedded") -> Iterator[Server]:
+    """Skylift with its embedded broker, or (`broker="mosquitto"`) with Debian's Mosquitto and Skylift's
+    plugin, started here on a free loopback port: the devices then connect to Mosquitto."""
+    if broker == "mosquitto":
+        with running_mosquitto(root) as (mosquitto, http_port, settings):
+            server = start_server(
+                root, {**FLEET_ENV, **(extra_env or {}), **settings, "SKYLIFT_HTTP_PORT": str(http_port)}
+            )
+            server.base_url = f"http://127.0.0.1:{http_port}"  # the port Mosquitto's plugin asks
+            server.mqtt_port, server.broker_pid = mosquitto[0], mosquitto[1].pid
+            try:
+                wait_healthy(server)
+                yield server
+            finally:
+                stop_server(server)
+        return
     server = start_server(root, {**FLEET_ENV, **(extra_env or {})})
     try:
         wait_healthy(server)
@@ -179,12 +210,67 @@ def running_skylift(root: Path, extra_env: dict[str, str] | None = None) -> Iter
         stop_server(server)
 
 
+MOSQUITTO_PASSWORD = "bench-service-password-0123456789"
+
+
 @contextlib.contextmanager
-def running_replicas(root: Path, count: int, extra_env: dict[str, str] | None = None) -> Iterator[list[Server]]:
+def running_mosquitto(root: Path) -> Iterator[tuple[tuple[int, subprocess.Popen[bytes]], int, dict[str, str]]]:
+    """Mosquitto with Skylift's plugin (built here); ((its port, its process), Skylift's HTTP port to use,
+    Skylift's settings for it)."""
+    from skylift.broker.mosquitto import plugin
+
+    folder = root / "mosquitto"
+    folder.mkdir(parents=True, exist_ok=True)
+    built = plugin.build(folder / "skylift_plugin.so")
+    port, http_port = free_ports(2)
+    login = f"http://127.0.0.1:{http_port}/broker/v1/login"
+    lines = [
+        f"listener {port} 127.0.0.1",
+        *plugin.config_lines(built, login, "skylift", MOSQUITTO_PASSWORD),
+        "max_connections -1",
+        f"persistence_location {folder}/",
+        f"log_dest file {folder / 'mosquitto.log'}",
+        f"user {getpass.getuser()}",
+    ]
+    settings = {
+        "SKYLIFT_MQTT_BROKER_URL": f"mqtt://127.0.0.1:{port}",
+        "SKYLIFT_MQTT_BROKER_PASSWORD": MOSQUITTO_PASSWORD,
+    }
+    with mosquitto_process(folder, port, lines) as process:
+        yield (port, process), http_port, settings
+
+
+@contextlib.contextmanager
+def mosquitto_process(folder: Path, port: int, lines: Sequence[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Debian's Mosquitto with this configuration, once it listens on `port`; stopped afterwards."""
+    (folder / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+    executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    command = [executable, "-c", str(folder / "mosquitto.conf")]
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until("Mosquitto to listen", 15, lambda: _accepts(port), 0.05)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def running_replicas(
+    root: Path, count: int, extra_env: dict[str, str] | None = None, broker: str = "embedded"
+) -> Iterator[list[Server]]:
     """`count` replicas of `skylift serve` on one data dir (and the database in `extra_env`), each with its
-    own ports, log and SKYLIFT_NODE; one is a plain `running_skylift`."""
+    own ports, log and SKYLIFT_NODE; one is a plain `running_skylift` (on `broker`)."""
     if count == 1:
-        with running_skylift(root, extra_env) as server:
+        with running_skylift(root, extra_env, broker) as server:
             yield [server]
         return
     shared = {**FLEET_ENV, **(extra_env or {}), "SKYLIFT_DATA_DIR": str(root / "data")}
@@ -415,6 +501,24 @@ def bare_amqtt() -> Iterator[BareBroker]:
     finally:
         process.kill()
         process.wait()
+
+
+@contextlib.contextmanager
+def bare_mosquitto() -> Iterator[BareBroker]:
+    """Debian's Mosquitto alone: anonymous logins, no plugin, no persistence, in its own process."""
+    (port,) = free_ports(1)
+    folder = Path(tempfile.mkdtemp(prefix="bare-mosquitto-"))
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "max_connections -1", "max_queued_messages 0"]
+    try:
+        with mosquitto_process(folder, port, lines) as process:
+            yield BareBroker(process, port)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bare_broker(kind: str) -> contextlib.AbstractContextManager[BareBroker]:
+    """The reference broker of a run: the one the devices use, alone (amqtt for the embedded broker)."""
+    return bare_mosquitto() if kind == "mosquitto" else bare_amqtt()
 
 
 # ---------------------------------------------------------------- output

@@ -12,6 +12,7 @@ campaign shows every device succeeded: every message is committed state by then.
     python bench/ingest.py --fleets 200:10          # a quick check
     python bench/ingest.py --postgresql postgresql+asyncpg://postgres@127.0.0.1:5432   # Skylift on PostgreSQL
     python bench/ingest.py --postgresql postgresql+asyncpg://... --replicas 2          # two replicas, one database
+    python bench/ingest.py --broker mosquitto          # devices on Mosquitto with Skylift's plugin
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fleetkit import (
     add_database_option,
     anonymous_devices,
     api_client,
-    bare_amqtt,
+    bare_broker,
     cpu_seconds,
     database_arguments,
     database_cpu_seconds,
@@ -43,6 +44,7 @@ from fleetkit import (
     register_fleet,
     run,
     running_replicas,
+    server_pids,
     token_devices,
     upload_small_package,
     wait_until,
@@ -78,11 +80,11 @@ class Outcome:
         return self.messages / self.seconds
 
 
-def bare_relay(devices: int, messages: int, timeout: float) -> Outcome:
+def bare_relay(devices: int, messages: int, timeout: float, kind: str = "embedded") -> Outcome:
     # QoS 0 to the subscriber: one client acknowledging every message would be the limit, not the broker.
     subscriber = Device(key="subscriber", token=None, topic_filter="/ota/device/#", subscribe_qos=0)
     with (
-        bare_amqtt() as broker,
+        bare_broker(kind) as broker,
         Fleet([subscriber], broker.port, threads=1, name="subscriber") as listening,
         Fleet(anonymous_devices(devices), broker.port, name="bare") as fleet,
     ):
@@ -101,11 +103,17 @@ def bare_relay(devices: int, messages: int, timeout: float) -> Outcome:
 
 
 def skylift_ingest(
-    root: Path, devices: int, messages: int, timeout: float, postgresql: str | None, replicas: int = 1
+    root: Path,
+    devices: int,
+    messages: int,
+    timeout: float,
+    postgresql: str | None,
+    replicas: int = 1,
+    broker: str = "embedded",
 ) -> Outcome:
     with (
         database_settings(postgresql) as database,
-        running_replicas(root, replicas, database) as servers,
+        running_replicas(root, replicas, database, broker) as servers,
         api_client(servers[0]) as api,
     ):
 
@@ -125,7 +133,7 @@ def skylift_ingest(
                 device.acked = 0
             applied_before = applied_count()
             total = devices * messages
-            pids = [server.process.pid for server in servers]
+            pids = server_pids(servers)
 
             def skylift_cpu() -> float:
                 return sum(cpu_seconds(pid) for pid in pids)
@@ -168,13 +176,14 @@ def main() -> int:
     for devices, messages in parse_fleets(args.fleets):
         if messages < 2:
             parser.error("each device sends at least 2 messages (progress, then its version)")
-        relay = None if args.skip_reference else bare_relay(devices, messages, args.timeout)
+        relay = None if args.skip_reference else bare_relay(devices, messages, args.timeout, args.broker)
         root = Path(tempfile.mkdtemp(prefix="skylift-ingest-"))
         try:
-            outcome = skylift_ingest(root, devices, messages, args.timeout, args.postgresql, args.replicas)
+            outcome = skylift_ingest(root, devices, messages, args.timeout, args.postgresql, args.replicas, args.broker)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         name = f"{devices} x {messages}" + (f" on {args.replicas} replicas" if args.replicas > 1 else "")
+        name += " on Mosquitto (CPU: Skylift + Mosquitto)" if args.broker == "mosquitto" else ""
         line = (
             f"applied {outcome.rate:7.0f} msg/s ({outcome.seconds:6.2f} s,"
             f" last PUBACK {outcome.acked_seconds:6.2f} s,"
@@ -190,7 +199,8 @@ def main() -> int:
             )
         rows.append((name, line))
         print_table(f"ingest, {name}", rows[-1:])
-    print_table("ingest (skylift vs the bare amqtt relay, same message mix, same run)", rows)
+    reference = "Mosquitto" if args.broker == "mosquitto" else "amqtt"
+    print_table(f"ingest (skylift vs the bare {reference} relay, same message mix, same run)", rows)
     return 0
 
 

@@ -73,7 +73,8 @@ class Server:
     base_url: str
     token: str
     log_path: Path
-    mqtt_port: int = 0  # the embedded broker's port (used by bench/rollout.py)
+    mqtt_port: int = 0  # where devices connect: the embedded broker's port, or an external Mosquitto's
+    broker_pid: int | None = None  # that Mosquitto's process, when there is one
 
     def log_tail(self, lines: int = 40) -> str:
         try:

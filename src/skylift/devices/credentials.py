@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from skylift.db.chunks import id_chunks
 from skylift.devices.identity import DeviceIdentity, LoginStyle
@@ -117,7 +117,7 @@ async def _by_key(session: AsyncSession, product_key: str, device_name: str) -> 
         select(Device)
         .join(Product, Product.id == Device.product_id)
         .where(Product.product_key == product_key, Device.name == device_name, Device.enabled.is_(True))
-        .options(selectinload(Device.product))
+        .options(joinedload(Device.product))
     )
     return device
 
@@ -170,7 +170,7 @@ async def _by_digests(session: AsyncSession, digests: Sequence[str]) -> dict[str
         devices = await session.scalars(
             select(Device)
             .where(Device.token_digest.in_(chunk), Device.enabled.is_(True))
-            .options(selectinload(Device.product))
+            .options(joinedload(Device.product))
         )
         found.update((device.token_digest, device) for device in devices)
     return found
@@ -215,7 +215,7 @@ async def sub_device(session: AsyncSession, gateway_id: int, address: str) -> De
     device = await session.scalar(
         select(Device)
         .where(Device.gateway_id == gateway_id, Device.address == address, Device.enabled.is_(True))
-        .options(selectinload(Device.product))
+        .options(joinedload(Device.product))
     )
     # A sub-device never logs in itself; its identity is that of its token.
     return identity_for(device, LoginStyle.TOKEN) if device is not None else None

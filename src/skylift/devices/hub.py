@@ -103,7 +103,8 @@ class DeviceHub:
     # A fleet that connects at once logs in, connects and leaves in shared transactions (kit/coalesce.py).
 
     async def _log_in(self, logins: Sequence[credentials.Login]) -> list[DeviceIdentity | None]:
-        async with self.database.transaction() as session:
+        # A login only reads: it never waits for SQLite's writer (the fleet's reports, connection marks).
+        async with self.database.reading() as session:
             return await credentials.authenticate_many(session, logins)
 
     async def _connect(self, identities: Sequence[DeviceIdentity]) -> list[int]:

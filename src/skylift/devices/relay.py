@@ -10,6 +10,7 @@ transaction (SKIP LOCKED on PostgreSQL), so a row is never sent twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -61,6 +62,7 @@ class NoticeRelay(Loop):
             rows = await outbox.claim(session, BATCH, self.node)
             now = self.clock.now()
             shared: dict[int, SharedNotice] = {}
+            sending = []
             for row in rows:
                 try:
                     campaign = row.campaign
@@ -69,12 +71,17 @@ class NoticeRelay(Loop):
                     notice = self.notifier.for_attempt(
                         shared[campaign.id], row.attempt_id, row.attempt_number, row.message_id, now
                     )
-                    topic, payload = addressed(row.recipient, notice)
-                    await self.publish(topic, payload)
+                    sending.append((row, self.publish(*addressed(row.recipient, notice))))
                 except Exception:
                     # A notice that cannot be composed (a setting changed since) must not block the others.
-                    log.exception("notice %s for attempt %s could not be sent; dropped", row.id, row.attempt_id)
+                    log.exception("notice %s for attempt %s could not be composed; dropped", row.id, row.attempt_id)
                     metrics.NOTICES_DROPPED.labels(reason="not composable").inc()
+            # Sent together: a broker that acknowledges each one (an external one) is waited for once.
+            outcomes = await asyncio.gather(*(send for _, send in sending), return_exceptions=True)
+            for (row, _), outcome in zip(sending, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    log.error("notice %s for attempt %s could not be sent; dropped", row.id, row.attempt_id)
+                    metrics.NOTICES_DROPPED.labels(reason="not sent").inc()
                 else:
                     metrics.NOTICES_SENT.inc()
             await outbox.mark_sent(session, rows, now)

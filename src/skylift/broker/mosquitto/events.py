@@ -126,7 +126,7 @@ class ExternalBroker:
                 wanted.update(c["username"] for c in clients or () if isinstance(c.get("username"), str))
             elif (where := route(message.topic)) is not None:
                 wanted.add(where.topic_id)
-        wanted -= self._names.keys()
+        wanted = {name for name in wanted if name not in self._names}  # (not `-= keys()`: that walks them all)
         if not wanted:
             return
         if len(self._names) > MAX_NAMES_KEPT:

@@ -1,17 +1,22 @@
-"""Skylift's own MQTT connection to the external broker (paho-mqtt, on its network thread).
+"""Skylift's own MQTT connection to the external broker (paho-mqtt, driven by the event loop).
 
 The session is persistent (clean session off, a fixed client id per node) and every subscription is
 QoS 1, so what devices publish while Skylift is down or restarting waits in the broker. A device
 message is acknowledged to the broker only once Skylift has recorded it (`ack`, called by the events
 processor), so a message the broker holds is never lost by a crash of Skylift. Skylift's own messages
 count as sent once the broker has acknowledged them.
+
+paho runs on the event loop through its socket callbacks (no network thread of its own), so a
+message, its handling and its acknowledgement never wait for the interpreter to switch threads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +69,9 @@ class BrokerLink:
         self._on_connected = on_connected
         self._loop: asyncio.AbstractEventLoop | None = None
         self._first_connect: asyncio.Future[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._loop_thread = 0
+        self._writing: int | None = None  # the descriptor the loop watches for room to write, if any
         self._sent: dict[int, asyncio.Future[None]] = {}
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -87,21 +95,80 @@ class BrokerLink:
     async def start(self) -> None:
         """Connect; fails when the broker has not taken the connection within 30 seconds."""
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._first_connect = self._loop.create_future()
-        self._client.connect_async(self._address.host, self._address.port, keepalive=30)
-        self._client.loop_start()
+        client = self._client
+        # paho may call these from the worker thread that (re)connects: they act on the loop's own turn.
+        # By descriptor number: a closed socket has none left when its turn comes.
+        client.on_socket_open = lambda _c, _u, sock: self._call(self._watch, sock.fileno())
+        client.on_socket_close = lambda _c, _u, sock: self._call(self._unwatch, sock.fileno())
+        client.on_socket_register_write = lambda _c, _u, sock: self._call(self._want_write, sock.fileno())
+        client.on_socket_unregister_write = lambda _c, _u, sock: self._call(self._written, sock.fileno())
+        self._keeper = asyncio.create_task(self._keep_connected(), name="external broker link")
         try:
             await asyncio.wait_for(asyncio.shield(self._first_connect), CONNECT_TIMEOUT_SECONDS)
         except TimeoutError:
-            self._client.loop_stop()
+            await self.stop()
             raise RuntimeError(
                 f"the MQTT broker at {self._address.host}:{self._address.port} did not take Skylift's connection "
                 f"within {CONNECT_TIMEOUT_SECONDS:.0f} s (is it running, with Skylift's plugin and password?)"
             ) from None
 
+    async def _keep_connected(self) -> None:
+        """Connect (again, after a loss: 1 s, then up to 10 s apart), and do paho's timed work every second."""
+        loop = asyncio.get_running_loop()
+        delay = 1.0
+        connected_once = False
+        while True:
+            if self._client.loop_misc() == mqtt.MQTT_ERR_NO_CONN:
+                try:
+                    # The TCP connection and CONNECT are blocking calls: on a worker thread.
+                    if connected_once:
+                        await loop.run_in_executor(None, self._client.reconnect)
+                    else:
+                        await loop.run_in_executor(
+                            None, self._client.connect, self._address.host, self._address.port, 30
+                        )
+                        connected_once = True
+                    delay = 1.0
+                except OSError as exc:
+                    log.warning("cannot reach the MQTT broker (%s); trying again in %.0f s", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+            await asyncio.sleep(1.0)
+
+    def _watch(self, fd: int) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(fd, self._read)
+
+    def _unwatch(self, fd: int) -> None:
+        assert self._loop is not None
+        self._written(fd)
+        self._loop.remove_reader(fd)
+
+    def _want_write(self, fd: int) -> None:
+        assert self._loop is not None
+        if self._writing != fd:  # paho asks at every packet it queues; the loop is told once
+            self._writing = fd
+            self._loop.add_writer(fd, self._client.loop_write)
+
+    def _written(self, fd: int) -> None:
+        assert self._loop is not None
+        if self._writing == fd:
+            self._writing = None
+        self._loop.remove_writer(fd)
+
+    def _read(self) -> None:
+        self._client.loop_read(max_packets=100)
+
     async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
         self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        self._client.loop_write()
         for future in self._sent.values():
             if not future.done():
                 future.set_exception(ConnectionError("the link to the MQTT broker was closed"))
@@ -124,11 +191,16 @@ class BrokerLink:
         if message.qos > 0:
             self._client.ack(message.mid, message.qos)
 
-    # paho's network thread calls these; they hand over to the event loop.
+    # paho calls these on the event loop (from loop_read), except during a (re)connection on a worker thread.
 
     def _call(self, callback: Callable[..., None], *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(callback, *args)
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(callback, *args)
+        else:
+            loop.call_soon_threadsafe(callback, *args)
 
     def _connected(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any) -> None:
         if reason.is_failure:
@@ -148,10 +220,10 @@ class BrokerLink:
         log.warning("the link to the MQTT broker was lost (%s); reconnecting", reason)
 
     def _message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._call(self._on_message, Received(message.topic, bytes(message.payload), message.mid, message.qos))
+        self._on_message(Received(message.topic, bytes(message.payload), message.mid, message.qos))
 
     def _published(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any) -> None:
-        self._call(self._acknowledged, mid)
+        self._acknowledged(mid)
 
     def _acknowledged(self, mid: int) -> None:
         future = self._sent.pop(mid, None)
