@@ -25,7 +25,7 @@ from skylift.broker.mosquitto.link import EVENTS_TOPIC, BrokerAddress, BrokerLin
 from skylift.devices.credentials import identities_named, wants_auto_subscribe
 from skylift.devices.hub import DeviceHub
 from skylift.devices.identity import DeviceIdentity
-from skylift.devices.topics import auto_subscriptions, route
+from skylift.devices.topics import auto_subscriptions, redact, route
 from skylift.kit import metrics
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class ExternalBroker:
     def __init__(self, address: BrokerAddress, hub: DeviceHub) -> None:
         self.hub = hub
         self.link = BrokerLink(address, self._arrived, self._link_connected)
-        self._arrivals: asyncio.Queue[Received | None] = asyncio.Queue()
+        self._arrivals: asyncio.Queue[Received] = asyncio.Queue()
         self._names: dict[str, DeviceIdentity] = {}  # tokens, usernames and topic ids -> their device
         self._connections: dict[str, Connection] = {}  # client id -> its connection
         self._device_clients: dict[int, set[str]] = {}  # device -> its client ids
@@ -107,7 +107,7 @@ class ExternalBroker:
             batch = [await self._arrivals.get()]
             while len(batch) < MAX_BATCH and not self._arrivals.empty():
                 batch.append(self._arrivals.get_nowait())
-            items = [(message, _parsed_event(message)) for message in batch if message is not None]
+            items = [(message, _parsed_event(message)) for message in batch]
             while True:  # in place: what came later waits, so that the order holds
                 try:
                     await self._look_up(items)
@@ -116,7 +116,11 @@ class ExternalBroker:
                     log.exception("looking up the devices of %d broker messages failed; retrying", len(items))
                     await asyncio.sleep(1)
             for message, event in items:
-                self._apply(message, event)
+                try:
+                    self._apply(message, event)
+                except Exception:  # one message that cannot be handled must not stop the others
+                    log.exception("a message from the broker on %s could not be handled", redact(message.topic))
+                    self.link.ack(message)
 
     async def _look_up(self, items: list[tuple[Received, dict[str, Any] | None]]) -> None:
         wanted: set[str] = set()

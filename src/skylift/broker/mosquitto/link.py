@@ -85,7 +85,6 @@ class BrokerLink:
             client.tls_set()
         client.max_inflight_messages_set(MAX_INFLIGHT)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(1, 10)
         client.on_connect = self._connected
         client.on_disconnect = self._disconnected
         client.on_message = self._message
