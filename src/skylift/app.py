@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -161,12 +161,12 @@ def mqtt_listeners(settings: Settings) -> list[Listener]:
 
 
 def device_broker(
-    settings: Settings, hub: DeviceHub, limits: ConnectionLimits, rates: RateLimits
+    settings: Settings, listeners: Sequence[Listener], hub: DeviceHub, limits: ConnectionLimits, rates: RateLimits
 ) -> EmbeddedBroker | ExternalBroker:
-    """The embedded broker, or the link to an external Mosquitto that runs Skylift's plugin."""
+    """The embedded broker on `listeners`, or the link to an external Mosquitto that runs Skylift's plugin."""
     external = settings.external_broker
     if external is None:
-        return EmbeddedBroker(mqtt_listeners(settings), hub, limits, rates)
+        return EmbeddedBroker(listeners, hub, limits, rates)
     host, port, tls = external
     password = settings.mqtt_broker_password or ""
     address = BrokerAddress(host, port, settings.mqtt_broker_username, password, f"skylift-{settings.node}", tls)
@@ -212,7 +212,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             max(settings.mqtt_login_backoff_max_seconds, settings.mqtt_login_backoff_seconds),
         )
         listeners = mqtt_listeners(settings)
-        broker = device_broker(settings, hub, limits, rates)
+        broker = device_broker(settings, listeners, hub, limits, rates)
         hub.attach_publisher(broker.publish, broker.disconnect)
         engine = RolloutEngine(context.database, settings.engine_interval_seconds, context.clock)
         relay = NoticeRelay(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -147,20 +147,28 @@ class Login:
 async def authenticate_many(session: AsyncSession, logins: Sequence[Login]) -> list[DeviceIdentity | None]:
     """`authenticate` for many CONNECTs at once (a fleet connecting): the token logins among them are
     looked up in one query; the answers come in the order of `logins`."""
-    keyring = sealing.keyring()
-    digests = {
-        login.username: keyring.digests(login.username)
+    tokens = {
+        login.username
         for login in logins
         if login.username and "&" not in login.username and len(login.username) <= MAX_CREDENTIAL_LENGTH
     }
-    devices = await _by_digests(session, sorted({digest for each in digests.values() for digest in each}))
+    found = await _by_tokens(session, tokens)
     answers: list[DeviceIdentity | None] = []
     for login in logins:
-        if login.username in digests:
-            answers.append(_token_identity(devices, digests[login.username]))
+        if login.username in tokens:
+            answers.append(found.get(login.username))
         else:
             answers.append(await authenticate(session, login.username, login.password, login.client_id))
     return answers
+
+
+async def _by_tokens(session: AsyncSession, tokens: Iterable[str]) -> dict[str, DeviceIdentity]:
+    """The enabled token devices whose access token is one of `tokens`, by token, in one query (per chunk)."""
+    keyring = sealing.keyring()
+    digests = {token: keyring.digests(token) for token in tokens if 0 < len(token) <= MAX_CREDENTIAL_LENGTH}
+    devices = await _by_digests(session, sorted({digest for each in digests.values() for digest in each}))
+    identities = {token: _token_identity(devices, each) for token, each in digests.items()}
+    return {token: identity for token, identity in identities.items() if identity is not None}
 
 
 async def _by_digests(session: AsyncSession, digests: Sequence[str]) -> dict[str, Device]:
@@ -225,15 +233,8 @@ async def identities_named(session: AsyncSession, names: Sequence[str]) -> dict[
     """The enabled devices that `names` name, by name: an access token, `DeviceName&ProductKey` (a login
     username) or `ProductKey/DeviceName` (a topic id). For an external broker, whose plugin checked the
     login and lets each device use its own topics only; tokens are looked up together."""
-    found: dict[str, DeviceIdentity] = {}
-    keyring = sealing.keyring()
-    tokens = {name: keyring.digests(name) for name in names if "&" not in name and "/" not in name}
-    tokens = {name: digests for name, digests in tokens.items() if 0 < len(name) <= MAX_CREDENTIAL_LENGTH}
-    devices = await _by_digests(session, sorted({digest for each in tokens.values() for digest in each}))
-    for name, digests in tokens.items():
-        identity = _token_identity(devices, digests)
-        if identity is not None:
-            found[name] = identity
+    tokens = {name for name in names if "&" not in name and "/" not in name}
+    found = await _by_tokens(session, tokens)
     for name in names:
         if name in tokens or len(name) > MAX_CREDENTIAL_LENGTH:
             continue

@@ -34,6 +34,10 @@ MAX_BATCH = 2_000  # arrivals looked up together
 MAX_NAMES_KEPT = 200_000
 
 
+# A message as it arrived, with the plugin's event it carries or the `{id}` of the device topic it came on.
+Arrival = tuple[Received, dict[str, Any] | None, str | None]
+
+
 @dataclass
 class Connection:
     identity: DeviceIdentity
@@ -107,7 +111,7 @@ class ExternalBroker:
             batch = [await self._arrivals.get()]
             while len(batch) < MAX_BATCH and not self._arrivals.empty():
                 batch.append(self._arrivals.get_nowait())
-            items = [(message, _parsed_event(message)) for message in batch]
+            items = [_arrival(message) for message in batch]
             while True:  # in place: what came later waits, so that the order holds
                 try:
                     await self._look_up(items)
@@ -115,21 +119,21 @@ class ExternalBroker:
                 except Exception:
                     log.exception("looking up the devices of %d broker messages failed; retrying", len(items))
                     await asyncio.sleep(1)
-            for message, event in items:
+            for message, event, topic_id in items:
                 try:
-                    self._apply(message, event)
+                    self._apply(message, event, topic_id)
                 except Exception:  # one message that cannot be handled must not stop the others
                     log.exception("a message from the broker on %s could not be handled", redact(message.topic))
                     self.link.ack(message)
 
-    async def _look_up(self, items: list[tuple[Received, dict[str, Any] | None]]) -> None:
+    async def _look_up(self, items: list[Arrival]) -> None:
         wanted: set[str] = set()
-        for message, event in items:
+        for _, event, topic_id in items:
             if event is not None:
                 clients = event.get("clients") if event.get("event") == "snapshot" else [event]
                 wanted.update(c["username"] for c in clients or () if isinstance(c.get("username"), str))
-            elif (where := route(message.topic)) is not None:
-                wanted.add(where.topic_id)
+            elif topic_id is not None:
+                wanted.add(topic_id)
         wanted = {name for name in wanted if name not in self._names}  # (not `-= keys()`: that walks them all)
         if not wanted:
             return
@@ -138,7 +142,7 @@ class ExternalBroker:
         async with self.hub.database.reading() as session:
             self._names.update(await identities_named(session, sorted(wanted)))
 
-    def _apply(self, message: Received, event: dict[str, Any] | None) -> None:
+    def _apply(self, message: Received, event: dict[str, Any] | None, topic_id: str | None) -> None:
         if message.topic == EVENTS_TOPIC:
             if event is None:
                 log.warning("an event from the broker's plugin could not be read")
@@ -146,8 +150,7 @@ class ExternalBroker:
                 self._on_event(event)
             self.link.ack(message)
             return
-        where = route(message.topic)
-        identity = self._names.get(where.topic_id) if where is not None else None
+        identity = self._names.get(topic_id) if topic_id is not None else None
         if identity is None:
             metrics.REFUSED_MESSAGES.labels(reason="unknown device").inc()
             log.info("a message on a topic of no known device was dropped")
@@ -180,8 +183,7 @@ class ExternalBroker:
         elif kind == "unsubscribe" and isinstance(topic_filter, str):
             self._for_device(device_id, functools.partial(self._unsubscribe, connection, topic_filter))
         elif kind == "disconnect":
-            self._track(client_id, None)
-            self._for_device(device_id, functools.partial(self._disconnect, connection))
+            self._leave(client_id, connection)
 
     def _connect(self, client_id: str, event: dict[str, Any], filters: tuple[str, ...] = ()) -> None:
         identity = self._names.get(str(event.get("username")))
@@ -200,8 +202,8 @@ class ExternalBroker:
     def _reconcile(self, clients: list[dict[str, Any]]) -> None:
         """The broker's own list of connections: those missing from it left, the others are as it says."""
         present = {str(c.get("client_id")): c for c in clients}
-        for client_id in [cid for cid in self._connections if cid not in present]:
-            self._on_event({"event": "disconnect", "client_id": client_id})
+        for client_id, gone in [(cid, c) for cid, c in self._connections.items() if cid not in present]:
+            self._leave(client_id, gone)
         for client_id, client in present.items():
             filters = tuple(f for f in client.get("filters") or () if isinstance(f, str))
             connection = self._connections.get(client_id)
@@ -254,6 +256,11 @@ class ExternalBroker:
         connection.filters.discard(topic_filter)
         self.hub.unsubscribed(connection.identity, sorted(connection.filters))
 
+    def _leave(self, client_id: str, connection: Connection) -> None:
+        """The connection is gone: recorded once the step before it is (its epoch is known then)."""
+        self._track(client_id, None)
+        self._for_device(connection.identity.device_id, functools.partial(self._disconnect, connection))
+
     def _disconnect(self, connection: Connection) -> None:
         self._spawn(self.hub.disconnected(connection.identity, connection.epoch))
 
@@ -268,11 +275,12 @@ class ExternalBroker:
             log.error("handling a broker event failed", exc_info=task.exception())
 
 
-def _parsed_event(message: Received) -> dict[str, Any] | None:
+def _arrival(message: Received) -> Arrival:
     if message.topic != EVENTS_TOPIC:
-        return None
+        where = route(message.topic)
+        return message, None, where.topic_id if where is not None else None
     try:
         event = json.loads(message.payload)
     except ValueError:
-        return None
-    return event if isinstance(event, dict) else None
+        return message, None, None
+    return message, event if isinstance(event, dict) else None, None

@@ -222,9 +222,6 @@ class BrokerLink:
         self._on_message(Received(message.topic, bytes(message.payload), message.mid, message.qos))
 
     def _published(self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any) -> None:
-        self._acknowledged(mid)
-
-    def _acknowledged(self, mid: int) -> None:
         future = self._sent.pop(mid, None)
         if future is not None and not future.done():
             future.set_result(None)
